@@ -1,0 +1,43 @@
+# One-command set-up on a fresh Debian/Ubuntu machine: every target installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stemsplit-installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install ffmpeg test test-fast separate benchmark wheel-check clean
+
+install: $(STAMP) ffmpeg
+
+# Re-installs when the package metadata changes; the editable install picks up code changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# musdb's stempeg refuses to import without ffmpeg and ffprobe on PATH.
+ffmpeg:
+	@if command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; then \
+		echo "ffmpeg: found $$(command -v ffmpeg)"; \
+	else \
+		echo "ffmpeg: installing with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; \
+	fi
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+# make separate SONG=path/to/song.mp3 [MODEL=name-or-checkpoint]
+separate: install
+	@if [ -z "$(SONG)" ]; then echo "usage: make separate SONG=path/to/song.mp3 [MODEL=...]"; exit 2; fi
+	$(VENV)/bin/stemsplit separate "$(SONG)" $(if $(MODEL),--model "$(MODEL)")
+
+benchmark: install
+	$(PY) scripts/benchmark.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,15 @@
+"""The ``stemsplit`` command: one Typer app, one module per subcommand.
+
+Each subcommand parses flags and calls ``stemsplit.pipelines.<name>``; no work happens here.
+"""
+from __future__ import annotations
+
+from stemsplit.cli.common import app
+from stemsplit.cli import evaluate, prepare, separate, train  # noqa: F401  (register commands)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

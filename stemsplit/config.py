@@ -1,0 +1,318 @@
+"""Typed configuration: YAML files in ``configs/`` become nested dataclasses.
+
+Every section is a dataclass; unknown keys, wrong types and unknown model names raise
+``ConfigError`` with a one-line message that lists the valid choices. ``--set a.b=value``
+overrides are applied to the raw mapping before validation, so they get the same checks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STEMS = ("vocals", "drums", "bass", "other")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is meant for people."""
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 44100
+    channels: int = 2
+
+
+@dataclass
+class STFTConfig:
+    n_fft: int = 4096
+    hop_length: int = 1024
+    window: str = "hann"
+
+
+@dataclass
+class MaskCNNParams:
+    """Seed-study CNN: a context window of frames -> the centre frame's binary mask."""
+
+    context_frames: int = 25
+    conv_channels: list[int] = field(default_factory=lambda: [8, 16, 16, 16])
+    hidden_size: int = 32
+    dropout: float = 0.25
+    leaky_slope: float = 0.01
+
+
+@dataclass
+class LSTMParams:
+    """Open-Unmix style BiLSTM mask model."""
+
+    hidden_size: int = 256
+    num_layers: int = 3
+    max_bin: int = 1487  # ~16 kHz at n_fft 4096 / 44.1 kHz: the band the encoder sees
+    dropout: float = 0.2
+
+
+@dataclass
+class UNetParams:
+    """Spleeter style 2D U-Net over spectrogram patches."""
+
+    base_channels: int = 8
+    depth: int = 6
+    max_bin: int = 1024  # the U-Net sees bins [0, max_bin); must be divisible by 2**depth
+    dropout: float = 0.3
+
+
+MODEL_PARAMS: dict[str, type] = {
+    "mask_cnn": MaskCNNParams,
+    "lstm": LSTMParams,
+    "unet": UNetParams,
+}
+
+
+@dataclass
+class ModelConfig:
+    """``name`` picks the architecture; ``params`` holds that architecture's own fields.
+
+    In YAML the params sit beside the name: ``model: {name: lstm, hidden_size: 256}``.
+    """
+
+    name: str = "lstm"
+    params: Any = field(default_factory=LSTMParams)
+
+
+@dataclass
+class SeparateConfig:
+    segment_seconds: float = 10.0
+    overlap: float = 0.25
+
+
+@dataclass
+class AugmentConfig:
+    random_mix: bool = True
+    gain_db: float = 3.0  # per-stem gain drawn from [-gain_db, +gain_db]
+    channel_swap: bool = True
+    drop_silent: bool = True
+    silence_db: float = -60.0
+    pitch_shift_semitones: float = 0.0  # 0 disables; else a shift in [-x, x]
+    time_stretch: float = 0.0  # 0 disables; else a rate in [1-x, 1+x]
+
+
+@dataclass
+class DataConfig:
+    excerpt_seconds: float = 6.0
+    samples_per_epoch: int = 2000
+    num_workers: int = 0
+    extra: list[str] = field(default_factory=list)  # additional prepared datasets for training
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 42
+    batch_size: int = 16
+    epochs: int = 100
+    max_steps: int = 0  # 0: no cap
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    schedule: str = "cosine"  # cosine | plateau | constant
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    loss: str = "auto"  # auto | bce | mse | l1 | mrstft
+    time_loss_weight: float = 0.0
+    val_every_steps: int = 0  # 0: once per epoch
+    checkpoint_every_steps: int = 100
+    early_stopping_patience: int = 0  # validations without improvement; 0 disables
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    compile: bool = False
+    tensorboard: bool = False
+    mask_threshold: float = 0.5  # T in the binary target B = S > T * M (mask_cnn)
+
+
+@dataclass
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    stft: STFTConfig = field(default_factory=STFTConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stems: list[str] = field(default_factory=lambda: list(STEMS))
+    separate: SeparateConfig = field(default_factory=SeparateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    @property
+    def n_bins(self) -> int:
+        return self.stft.n_fft // 2 + 1
+
+
+# --- loading and validation ---------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    if cls is ModelConfig:
+        return _build_model(raw, where)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; valid keys are: {', '.join(names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def _build_model(raw: dict, where: str) -> ModelConfig:
+    raw = dict(raw)
+    name = raw.pop("name", ModelConfig.name)
+    if name not in MODEL_PARAMS:
+        raise ConfigError(
+            f"{where}.name: unknown model {name!r}; valid models are: {', '.join(MODEL_PARAMS)}"
+        )
+    params = _build(MODEL_PARAMS[name], raw, where)
+    return ModelConfig(name=name, params=params)
+
+
+def _check(cfg: Config) -> None:
+    if not cfg.stems:
+        raise ConfigError("stems: at least one stem is needed")
+    if len(set(cfg.stems)) != len(cfg.stems):
+        raise ConfigError(f"stems: duplicate stem names in {cfg.stems}")
+    if cfg.audio.channels not in (1, 2):
+        raise ConfigError("audio.channels: must be 1 or 2")
+    if cfg.stft.hop_length <= 0 or cfg.stft.hop_length > cfg.stft.n_fft:
+        raise ConfigError("stft.hop_length: must be in (0, n_fft]")
+    if not 0.0 <= cfg.separate.overlap < 1.0:
+        raise ConfigError("separate.overlap: must be in [0, 1)")
+    valid = {"schedule": ("cosine", "plateau", "constant"),
+             "loss": ("auto", "bce", "mse", "l1", "mrstft"),
+             "amp": ("none", "bf16", "fp16")}
+    for key, choices in valid.items():
+        value = getattr(cfg.train, key)
+        if value not in choices:
+            raise ConfigError(f"train.{key}: {value!r} is not one of: {', '.join(choices)}")
+    p = cfg.model.params
+    if cfg.model.name == "mask_cnn" and p.context_frames % 2 == 0:
+        raise ConfigError("model.context_frames: must be odd so that there is a centre frame")
+    if cfg.model.name in ("lstm", "unet") and p.max_bin > cfg.n_bins:
+        raise ConfigError(f"model.max_bin: {p.max_bin} exceeds the {cfg.n_bins} STFT bins")
+    if cfg.model.name == "unet" and p.max_bin % (2 ** p.depth):
+        raise ConfigError(f"model.max_bin: must be divisible by 2**depth = {2 ** p.depth}")
+
+
+def config_from_dict(raw: dict, where: str = "") -> Config:
+    cfg = _build(Config, raw, where)
+    _check(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.lr=3e-4'`` -> (['train', 'lr'], 0.0003); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, _, value = text.partition("=")
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from None
+    return path, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    raw = _deep_copy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _deep_copy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {k: _deep_copy(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_deep_copy(v) for v in raw]
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain nested dict (YAML/checkpoint safe) that ``config_from_dict`` turns back into ``cfg``."""
+    out = dataclasses.asdict(cfg)
+    out["model"] = {"name": cfg.model.name, **dataclasses.asdict(cfg.model.params)}
+    return out
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

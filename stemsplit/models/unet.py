@@ -1,0 +1,71 @@
+"""Spleeter style U-Net: a 2D conv encoder/decoder with skip connections, all stems at once.
+
+Shape letters: B batch, C channels, F frequency bins, T frames, S stems.
+The network sees bins [0, max_bin); bins above get the mean mask of the top 32 bins, a
+smooth extension that keeps the full bandwidth in the output.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from stemsplit.config import UNetParams
+from stemsplit.models.common import BinNorm
+
+
+class UNet(nn.Module):
+    def __init__(self, params: UNetParams, *, n_bins: int, n_channels: int, n_stems: int):
+        super().__init__()
+        self.n_bins, self.n_channels, self.n_stems = n_bins, n_channels, n_stems
+        self.max_bin = min(params.max_bin, n_bins)
+        self.depth = params.depth
+        self.norm = BinNorm(self.max_bin)
+        widths = [params.base_channels * 2 ** i for i in range(params.depth)]
+
+        # --- encoder: 5x5 stride-2 convolutions
+        self.down = nn.ModuleList()
+        in_ch = n_channels
+        for w in widths:
+            self.down.append(nn.Sequential(
+                nn.Conv2d(in_ch, w, kernel_size=5, stride=2, padding=2),
+                nn.BatchNorm2d(w),
+                nn.LeakyReLU(0.2),
+            ))
+            in_ch = w
+        # --- decoder: transposed convolutions, skip connections concatenated
+        self.up = nn.ModuleList()
+        for i in reversed(range(params.depth)):
+            out_ch = widths[i - 1] if i > 0 else params.base_channels
+            in_ch = widths[i] if i == params.depth - 1 else widths[i] * 2
+            block = [nn.ConvTranspose2d(in_ch, out_ch, kernel_size=5, stride=2, padding=2,
+                                        output_padding=1),
+                     nn.BatchNorm2d(out_ch),
+                     nn.ReLU()]
+            if i >= params.depth - 3:  # dropout on the three deepest decoder layers, as Spleeter
+                block.append(nn.Dropout(params.dropout))
+            self.up.append(nn.Sequential(*block))
+        self.head = nn.Conv2d(params.base_channels, n_stems * n_channels, kernel_size=1)
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) magnitude -> (B, S, C, F, T) masks in [0, 1]."""
+        b, c, f, t = mag.shape
+        step = 2 ** self.depth
+        t_pad = (-t) % step
+        x = self.norm(mag[:, :, : self.max_bin])
+        x = F.pad(x, (0, t_pad))
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        skips.pop()  # the deepest output is the decoder's input, not a skip
+        for layer in self.up:
+            x = layer(x)
+            if skips:
+                x = torch.cat([x, skips.pop()], dim=1)
+        masks = torch.sigmoid(self.head(x))[..., :t]                 # (B, S*C, Fb, T)
+        masks = masks.reshape(b, self.n_stems, c, self.max_bin, t)
+        if f > self.max_bin:
+            top = masks[:, :, :, -32:].mean(dim=3, keepdim=True)
+            masks = torch.cat([masks, top.expand(-1, -1, -1, f - self.max_bin, -1)], dim=3)
+        return masks
