@@ -251,3 +251,16 @@ def write_audio(path: str | Path, data: np.ndarray, sample_rate: int, subtype: s
     with AudioWriter(path, sample_rate, data.shape[0], subtype) as writer:
         writer.write(data)
     return Path(path)
+
+
+def rewrite_audio(src: str | Path, dst: str | Path, subtype: str, transform=None,
+                  block_frames: int = 1 << 18) -> Path:
+    """Copy ``src`` to ``dst`` block by block in another subtype, atomically.
+
+    ``transform`` maps each float32 (channels, time) block before it is written (gain, clamp).
+    """
+    info = audio_info(src)
+    with AudioWriter(dst, info.sample_rate, info.channels, subtype) as writer:
+        for block in iter_blocks(src, block_frames, info=info):
+            writer.write(transform(block) if transform else block)
+    return Path(dst)

@@ -1,0 +1,130 @@
+"""`stemsplit separate`: flags -> SeparateRequest -> pipelines.separate; progress display."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from stemsplit.cli.common import app, console, fail, is_tty, user_errors
+
+
+class RichUI:
+    """Bars for files and segments on a terminal; one plain line per file otherwise."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+        self.progress = None
+        self.files_task = self.seg_task = None
+
+    def __enter__(self):
+        if self.tty:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=console, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def batch_started(self, n_files: int) -> None:
+        if self.progress:
+            self.files_task = self.progress.add_task("files", total=n_files)
+
+    def file_started(self, path: Path, n_segments: int) -> None:
+        if self.progress:
+            if self.seg_task is not None:
+                self.progress.remove_task(self.seg_task)
+            self.seg_task = self.progress.add_task(f"  {path.name[:40]}", total=max(n_segments, 1))
+
+    def segment_done(self, path: Path, done: int) -> None:
+        if self.progress and self.seg_task is not None:
+            self.progress.update(self.seg_task, completed=done)
+
+    def file_finished(self, path: Path, ok: bool, message: str) -> None:
+        if self.progress and self.files_task is not None:
+            self.progress.advance(self.files_task)
+        if ok:
+            console.print(f"[green]ok[/green]   {path}: {message}" if self.tty else f"ok {path}: {message}",
+                          soft_wrap=True, highlight=False, markup=self.tty)
+        else:
+            console.print(f"[red]fail[/red] {message}" if self.tty else f"FAILED {message}",
+                          soft_wrap=True, highlight=False, markup=self.tty)
+
+    def message(self, text: str) -> None:
+        console.print(f"note: {text}", soft_wrap=True, highlight=False, markup=False)
+
+
+def _list_models() -> None:
+    from stemsplit.pretrained import list_models
+
+    models = list_models()
+    if not models:
+        console.print("No trained models ship with this build yet; pass --model path/to/model.ckpt.")
+        return
+    table = Table(title="shipped models")
+    for col in ("name", "architecture", "size", "stems", "valid SDR (dB) per stem", "speed (x real time)"):
+        table.add_column(col)
+    for m in models:
+        scores = m.get("valid_sdr") or {}
+        table.add_row(m["name"] + (" (default)" if m["default"] else ""), m.get("architecture", "?"),
+                      f"{m['size_mb']} MB", ", ".join(m.get("stems", [])),
+                      " ".join(f"{k} {v:.2f}" for k, v in scores.items()) or "-",
+                      f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-")
+    console.print(table)
+
+
+@app.command()
+def separate(
+    inputs: list[Path] = typer.Argument(None, help="Audio files and/or folders (walked recursively)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Shipped model name or checkpoint path."),
+    out: Path = typer.Option(Path("separated"), "--out", "-o", help="Output folder."),
+    filename: str = typer.Option("{model}/{track}/{stem}.{ext}", help="Output path template under --out."),
+    stems: Optional[str] = typer.Option(None, help="Comma-separated subset of stems, e.g. vocals."),
+    residual: bool = typer.Option(False, help="Also write mixture minus the chosen stems "
+                                              "(no_<stem> or accompaniment)."),
+    fmt: str = typer.Option("wav", "--format", help="wav or flac."),
+    bits: int = typer.Option(16, help="16 or 24 (int), or 32 (float, wav only)."),
+    clip: str = typer.Option("rescale", help="Clipping protection: rescale, clamp or none."),
+    segment: Optional[float] = typer.Option(None, help="Segment length in seconds (default: model's)."),
+    overlap: Optional[float] = typer.Option(None, help="Segment overlap as a fraction in [0, 1)."),
+    shifts: int = typer.Option(0, help="Test-time augmentation: average over N shifted passes."),
+    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Multichannel Wiener post-filter iterations."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    jobs: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose outputs all exist."),
+    shard: Optional[str] = typer.Option(None, help="i/N: process only the i-th of N interleaved shares."),
+    list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
+) -> None:
+    """Separate songs into stems: `stemsplit separate song.mp3`."""
+    from stemsplit.pipelines.separate import SeparateError, SeparateRequest, parse_shard, run_separate
+
+    if list_models:
+        _list_models()
+        return
+    if not inputs:
+        fail("no input given; usage: stemsplit separate SONG_OR_FOLDER [...]")
+    with user_errors():
+        try:
+            req = SeparateRequest(
+                inputs=list(inputs), out_dir=out, filename=filename, model=model,
+                stems=[s.strip() for s in stems.split(",") if s.strip()] if stems else None,
+                residual=residual, fmt=fmt.lower(), bits=bits, clip=clip, segment=segment,
+                overlap=overlap, shifts=shifts, wiener_iterations=wiener_iterations, device=device,
+                jobs=jobs, skip_existing=skip_existing, shard=parse_shard(shard) if shard else None)
+            with RichUI(is_tty()) as ui:
+                summary = run_separate(req, ui)
+        except SeparateError as exc:
+            fail(str(exc))
+    n_ok, n_skip, n_fail = len(summary.done), len(summary.skipped), len(summary.failed)
+    rate = f", {summary.audio_seconds / summary.seconds:.1f}x real time" if summary.seconds and n_ok else ""
+    console.print(f"separated {n_ok} file(s), skipped {n_skip}, failed {n_fail} in {summary.seconds:.1f}s{rate}",
+                  highlight=False)
+    if n_fail:
+        console.print("failed:", highlight=False)
+        for path, msg in summary.failed:
+            console.print(f"  {msg}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(1)

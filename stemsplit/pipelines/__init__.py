@@ -1,0 +1,1 @@
+"""Pipelines: one entry module per subcommand; the CLI calls these and nothing else."""

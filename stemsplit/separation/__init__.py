@@ -1,0 +1,1 @@
+"""Separation: the chunked engine, the Wiener post-filter and the oracle masks."""
