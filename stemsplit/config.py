@@ -132,6 +132,11 @@ class TrainConfig:
     compile: bool = False
     tensorboard: bool = False
     mask_threshold: float = 0.5  # T in the binary target B = S > T * M (mask_cnn)
+    plateau_factor: float = 0.5  # schedule plateau: multiply the rate by this ...
+    plateau_patience: int = 3  # ... after this many validations without improvement
+    log_every_steps: int = 10  # plain log lines and metrics.csv train rows
+    val_tracks: int = 0  # full validation tracks separated for SDR; 0: all
+    val_excerpts: int = 64  # fixed validation excerpts for the validation loss
 
 
 @dataclass
@@ -178,6 +183,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

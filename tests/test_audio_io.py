@@ -1,0 +1,100 @@
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemsplit.audio.io import (AudioError, AudioWriter, audio_info, iter_blocks, read_audio,
+                                rewrite_audio, write_audio)
+from conftest import tone_mix
+
+
+@pytest.mark.parametrize("ext,subtype", [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "FLOAT"),
+                                         ("flac", "PCM_16"), ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
+def test_soundfile_formats_read_back(tmp_path, ext, subtype):
+    x = tone_mix(1.0)
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, x.T, 44100, subtype=subtype)
+    y, sr = read_audio(path)
+    assert sr == 44100 and y.shape[0] == 2 and y.dtype == np.float32
+    assert abs(y.shape[1] - x.shape[1]) < 3000  # lossy codecs pad a little
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_ffmpeg_formats_read_back(tmp_path):
+    src = tmp_path / "a.wav"
+    write_audio(src, tone_mix(1.0), 44100)
+    m4a = tmp_path / "a.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), str(m4a)], check=True)
+    info = audio_info(m4a)
+    assert info.backend == "ffmpeg" and info.channels == 2 and info.sample_rate == 44100
+    y, _ = read_audio(m4a)
+    assert y.shape[0] == 2 and abs(y.shape[1] - 44100) < 3000
+
+
+def test_blocks_stream_the_whole_file(tmp_path):
+    x = tone_mix(1.0)
+    write_audio(tmp_path / "a.wav", x, 44100)
+    blocks = list(iter_blocks(tmp_path / "a.wav", 10000))
+    assert all(b.shape[1] <= 10000 for b in blocks)
+    assert np.allclose(np.concatenate(blocks, axis=1), x)
+
+
+@pytest.mark.parametrize("content,match", [
+    (None, "file not found"),
+    (b"", "empty"),
+    (b"this is not audio" * 50, "not a readable audio file"),
+])
+def test_bad_files_give_one_line_errors(tmp_path, content, match):
+    path = tmp_path / "bad.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AudioError, match=match) as info:
+        read_audio(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_file_is_reported_or_read_partially(tmp_path):
+    path = tmp_path / "t.flac"
+    write_audio(path, tone_mix(2.0), 44100, "PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[:200])
+    with pytest.raises(AudioError):
+        read_audio(path)
+
+
+def test_nan_samples_are_refused(tmp_path):
+    x = tone_mix(0.5)
+    x[0, 100] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, x.T, 44100, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or Inf"):
+        read_audio(path)
+
+
+def test_writer_is_atomic(tmp_path):
+    path = tmp_path / "out" / "a.wav"
+    with pytest.raises(RuntimeError):
+        with AudioWriter(path, 44100, 2) as w:
+            w.write(tone_mix(0.1))
+            raise RuntimeError("killed half way")
+    assert not path.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+    with AudioWriter(path, 44100, 2, "PCM_16") as w:
+        w.write(tone_mix(0.1))
+    assert path.exists() and sf.info(path).subtype == "PCM_16"
+
+
+def test_unwritable_folder_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(AudioError, match="cannot write output here"):
+        AudioWriter(blocker / "a.wav", 44100, 2)
+
+
+def test_rewrite_changes_subtype_with_a_transform(tmp_path):
+    write_audio(tmp_path / "f.wav", tone_mix(0.2) * 4, 44100)
+    rewrite_audio(tmp_path / "f.wav", tmp_path / "i.flac", "PCM_24", lambda b: np.clip(b, -1, 1))
+    y, _ = read_audio(tmp_path / "i.flac")
+    assert np.abs(y).max() <= 1.0 and sf.info(tmp_path / "i.flac").subtype == "PCM_24"

@@ -1,0 +1,186 @@
+"""`stemsplit separate` end to end through Typer's runner, on tiny random-weight checkpoints."""
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from stemsplit.audio.io import write_audio
+from stemsplit.cli import app
+from conftest import tone_mix, write_tiny_checkpoint
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, ["separate", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.ckpt", "lstm")
+
+
+@pytest.fixture
+def song(tmp_path):
+    return write_audio(tmp_path / "in" / "song.wav", tone_mix(1.5), 44100)
+
+
+def test_every_architecture_separates_a_file(tmp_path, tiny_ckpt, arch, song):
+    res = run(song, "--model", tiny_ckpt, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "out" / arch / "song"
+    for stem in ("vocals", "drums", "bass", "other"):
+        info = sf.info(folder / f"{stem}.wav")
+        assert info.frames == 44100 * 1.5 and info.channels == 2 and info.subtype == "PCM_16"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_folder_batch_with_one_bad_file_keeps_going(tmp_path, ckpt):
+    src = tmp_path / "album"
+    write_audio(src / "a.wav", tone_mix(1.0), 44100)
+    write_audio(src / "disc2" / "b.flac", tone_mix(1.0, seed=1), 44100, "PCM_16")
+    (src / "broken.mp3").write_bytes(b"\x00garbage" * 200)
+    (src / "notes.txt").write_text("not audio, not picked up")
+    res = run(src, "--model", ckpt, "-o", tmp_path / "out")
+    assert res.exit_code == 1
+    assert "broken.mp3" in res.output and "failed 1" in res.output
+    assert (tmp_path / "out" / "tiny" / "a" / "vocals.wav").exists()
+    assert (tmp_path / "out" / "tiny" / "b" / "bass.wav").exists()
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: None, "file not found"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: p.write_bytes(b"RIFF....WAVEfmt garbage" * 10), "not a readable audio file"),
+    (lambda p: sf.write(p, np.zeros((0, 2)), 44100), "zero length"),
+    (lambda p: sf.write(p, np.full((1000, 2), np.nan), 44100, subtype="FLOAT"), "NaN or Inf"),
+])
+def test_bad_inputs_give_one_line_errors(tmp_path, ckpt, make, match):
+    bad = tmp_path / "bad.wav"
+    make(bad)
+    res = run(bad, "--model", ckpt, "-o", tmp_path / "out")
+    assert res.exit_code == 1
+    assert match in res.output
+    assert not (tmp_path / "out" / "tiny" / "bad").exists() or not any((tmp_path / "out" / "tiny" / "bad").iterdir())
+
+
+def test_truncated_file_fails_cleanly(tmp_path, ckpt):
+    path = write_audio(tmp_path / "t.flac", tone_mix(2.0), 44100, "PCM_16")
+    path.write_bytes(path.read_bytes()[:300])
+    res = run(path, "--model", ckpt, "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "t.flac" in res.output
+
+
+def test_unwritable_output_folder(tmp_path, ckpt, song):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the folder should be")
+    res = run(song, "--model", ckpt, "-o", blocker / "out")
+    assert res.exit_code == 2 and "not writable" in res.output
+
+
+def test_not_a_checkpoint(tmp_path, song):
+    fake = tmp_path / "fake.ckpt"
+    fake.write_text("nope")
+    res = run(song, "--model", fake)
+    assert res.exit_code == 2 and "not a readable stemsplit checkpoint" in res.output
+    res = run(song, "--model", "no-such-model")
+    assert res.exit_code == 2 and "not a shipped model" in res.output
+
+
+@pytest.mark.parametrize("sr,channels,seconds", [(8000, 1, 1.0), (96000, 2, 0.7), (44100, 6, 1.0),
+                                                 (22050, 1, 0.05)])
+def test_unusual_but_valid_input(tmp_path, ckpt, sr, channels, seconds):
+    x = tone_mix(seconds, sr=sr, channels=channels)
+    path = write_audio(tmp_path / "odd.wav", x, sr)
+    res = run(path, "--model", ckpt, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    info = sf.info(tmp_path / "out" / "tiny" / "odd" / "vocals.wav")
+    assert info.samplerate == sr and info.frames == x.shape[1] and info.channels == min(channels, 2)
+    if channels > 2:
+        assert "separating the first two" in res.output
+
+
+def test_silence_gives_silent_finite_stems(tmp_path, ckpt):
+    path = write_audio(tmp_path / "quiet.wav", np.zeros((2, 44100), np.float32), 44100)
+    assert run(path, "--model", ckpt, "-o", tmp_path / "out").exit_code == 0
+    y, _ = sf.read(tmp_path / "out" / "tiny" / "quiet" / "drums.wav")
+    assert np.isfinite(y).all() and np.abs(y).max() < 1e-3
+
+
+def test_residual_karaoke_sums_back_to_the_mixture(tmp_path, ckpt, song):
+    res = run(song, "--model", ckpt, "-o", tmp_path / "out", "--stems", "vocals", "--residual",
+              "--bits", "32")
+    assert res.exit_code == 0, res.output
+    folder = tmp_path / "out" / "tiny" / "song"
+    assert sorted(p.name for p in folder.iterdir()) == ["no_vocals.wav", "vocals.wav"]
+    v, _ = sf.read(folder / "vocals.wav")
+    nv, _ = sf.read(folder / "no_vocals.wav")
+    x, _ = sf.read(song)
+    assert np.abs(v + nv - x).max() < 1e-5
+    res = run(song, "--model", ckpt, "-o", tmp_path / "out2", "--stems", "vocals,drums", "--residual")
+    assert (tmp_path / "out2" / "tiny" / "song" / "accompaniment.wav").exists()
+
+
+def test_template_format_and_bits(tmp_path, ckpt, song):
+    res = run(song, "--model", ckpt, "-o", tmp_path / "o", "--filename", "{track}_{stem}.{ext}",
+              "--format", "flac", "--bits", "24")
+    assert res.exit_code == 0, res.output
+    assert sf.info(tmp_path / "o" / "song_bass.flac").subtype == "PCM_24"
+    res = run(song, "--model", ckpt, "--filename", "{track}.{ext}")
+    assert res.exit_code == 2 and "{stem}" in res.output
+    res = run(song, "--model", ckpt, "--filename", "{artist}/{stem}.wav")
+    assert res.exit_code == 2 and "unknown field {artist}" in res.output
+    res = run(song, "--model", ckpt, "--format", "flac", "--bits", "32")
+    assert res.exit_code == 2 and "not supported" in res.output
+
+
+def test_unknown_stem_is_refused(tmp_path, ckpt, song):
+    res = run(song, "--model", ckpt, "--stems", "piano")
+    assert res.exit_code == 2 and "it has: vocals, drums, bass, other" in res.output
+
+
+def test_clipping_protection_is_reported(tmp_path, ckpt):
+    loud = write_audio(tmp_path / "loud.wav", tone_mix(1.0) * 8, 44100)
+    res = run(loud, "--model", ckpt, "-o", tmp_path / "out", "--stems", "vocals", "--residual")
+    assert res.exit_code == 0
+    assert "rescaled by" in res.output
+    y, _ = sf.read(tmp_path / "out" / "tiny" / "loud" / "no_vocals.wav")
+    assert np.abs(y).max() <= 1.0
+    res = run(loud, "--model", ckpt, "-o", tmp_path / "c", "--clip", "clamp")
+    assert res.exit_code == 0 and "clamped" in res.output
+
+
+def test_skip_existing_and_shards(tmp_path, ckpt):
+    src = tmp_path / "many"
+    for i in range(4):
+        write_audio(src / f"t{i}.wav", tone_mix(0.3, seed=i), 44100)
+    out = tmp_path / "out"
+    res1 = run(src, "--model", ckpt, "-o", out, "--shard", "1/2")
+    res2 = run(src, "--model", ckpt, "-o", out, "--shard", "2/2")
+    assert res1.exit_code == res2.exit_code == 0
+    assert "separated 2 file(s)" in res1.output and "separated 2 file(s)" in res2.output
+    assert len(list((out / "tiny").iterdir())) == 4
+    res = run(src, "--model", ckpt, "-o", out, "--skip-existing")
+    assert "separated 0 file(s), skipped 4" in res.output
+    assert run(src, "--model", ckpt, "--shard", "3/2").exit_code == 2
+
+
+def test_engine_options_are_passed_through(tmp_path, ckpt, song):
+    res = run(song, "--model", ckpt, "-o", tmp_path / "o", "--segment", "0.5", "--overlap", "0.5",
+              "--shifts", "2", "--wiener-iterations", "1", "--device", "cpu", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    res = run(song, "--model", ckpt, "--device", "tpu")
+    assert res.exit_code == 2 and "choose auto, cpu, cuda or mps" in res.output
+
+
+def test_no_input_and_list_models():
+    res = run()
+    assert res.exit_code == 2 and "no input given" in res.output
+    res = run("--list-models")
+    assert res.exit_code == 0
+
+
+def test_other_subcommands_exist():
+    res = runner.invoke(app, ["--help"])
+    for name in ("prepare", "train", "separate", "evaluate"):
+        assert name in res.output
