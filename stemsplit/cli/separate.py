@@ -65,15 +65,23 @@ def _list_models() -> None:
     if not models:
         console.print("No trained models ship with this build yet; pass --model path/to/model.ckpt.")
         return
-    table = Table(title="shipped models")
-    for col in ("name", "architecture", "size", "stems", "valid SDR (dB) per stem", "speed (x real time)"):
-        table.add_column(col)
+    rows = []
     for m in models:
         scores = m.get("valid_sdr") or {}
-        table.add_row(m["name"] + (" (default)" if m["default"] else ""), m.get("architecture", "?"),
-                      f"{m['size_mb']} MB", ", ".join(m.get("stems", [])),
-                      " ".join(f"{k} {v:.2f}" for k, v in scores.items()) or "-",
-                      f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-")
+        rows.append([m["name"] + (" (default)" if m["default"] else ""), m.get("architecture", "?"),
+                     f"{m['size_mb']} MB", ",".join(m.get("stems", [])),
+                     " ".join(f"{k} {v:.2f}" for k, v in scores.items()) or "-",
+                     f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-"])
+    header = ["name", "architecture", "size", "stems", "valid SDR (dB) per stem", "speed (x real time)"]
+    if not is_tty():  # tab-separated for scripts
+        for row in [header] + rows:
+            typer.echo("\t".join(row))
+        return
+    table = Table(title="shipped models")
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 

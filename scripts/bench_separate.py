@@ -1,0 +1,77 @@
+"""Separation speed and memory: `stemsplit separate` run as a user runs it, in a subprocess.
+
+For each architecture (random weights at the configured size): wall time for a 3-minute
+stereo 44.1 kHz file (four stems, 16-bit wav out, 2 threads), its real-time factor, and the
+peak RSS of the whole process for 1-minute and 30-minute inputs.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stemsplit.audio.io import AudioWriter  # noqa: E402
+
+ARCHS = ("mask_cnn", "lstm", "unet")
+SR = 44100
+
+
+def make_song(path: Path, seconds: int) -> Path:
+    """Tones, a beat and noise, written block by block (a 30-minute file never sits in RAM)."""
+    rng = np.random.default_rng(0)
+    with AudioWriter(path, SR, 2, "PCM_16") as w:
+        for start in range(0, seconds):
+            t = np.arange(SR) / SR + start
+            tone = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+            beat = 0.3 * np.exp(-30 * (t % 0.5)) * rng.standard_normal(SR)
+            block = np.stack([tone + beat, 0.8 * tone + beat]) + 0.02 * rng.standard_normal((2, SR))
+            w.write(block.astype(np.float32))
+    return path
+
+
+def run_separate(ckpt: Path, song: Path, out: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one `stemsplit separate` process."""
+    cmd = [sys.executable, "-m", "stemsplit", "separate", str(song), "--model", str(ckpt),
+           "-o", str(out), "--jobs", "2", "--device", "cpu"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"separate failed on {song}: {err.strip()[-300:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def run(report: dict, checkpoints: dict[str, Path] | None = None, label: str = "random weights") -> None:
+    with tempfile.TemporaryDirectory(prefix="stemsplit-bench-") as tmp:
+        tmp = Path(tmp)
+        songs = {m: make_song(tmp / f"song_{m}min.wav", m * 60) for m in (1, 3, 30)}
+        if checkpoints is None:
+            checkpoints = {}
+            for arch in ARCHS:
+                ckpt = tmp / f"{arch}.ckpt"
+                subprocess.run([sys.executable, str(ROOT / "scripts" / "init_checkpoint.py"),
+                                str(ROOT / "configs" / f"{arch}.yaml"), str(ckpt)], check=True,
+                               stdout=subprocess.DEVNULL)
+                checkpoints[arch] = ckpt
+        rows = {}
+        for name, ckpt in checkpoints.items():
+            wall3, _ = run_separate(ckpt, songs[3], tmp / "out")
+            _, rss1 = run_separate(ckpt, songs[1], tmp / "out")
+            _, rss30 = run_separate(ckpt, songs[30], tmp / "out")
+            rows[name] = {"wall_3min_s": round(wall3, 2), "x_realtime": round(180 / wall3, 1),
+                          "peak_rss_1min_mb": round(rss1), "peak_rss_30min_mb": round(rss30),
+                          "rss_growth_mb": round(rss30 - rss1)}
+            print(f"  {name:10s} 3-min: {wall3:6.2f} s ({180 / wall3:5.1f}x real time)   "
+                  f"peak RSS 1-min {rss1:6.0f} MB, 30-min {rss30:6.0f} MB (+{rss30 - rss1:.0f} MB)", flush=True)
+    report[f"separate ({label})"] = rows

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""stemsplit benchmarks on this machine. Prints each section's table and writes JSON.
+
+usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped] [--json PATH]
+
+Sections:
+  separate  wall time / real-time factor for a 3-minute song and peak RSS for 1- and
+            30-minute songs, per architecture, random weights at the configured size
+  shipped   the same for the models that ship in the package
+  data      loader throughput (excerpts/s) with 0, 1 and 2 workers
+  train     training throughput per architecture
+  evaluate  evaluation tracks per minute with 1 and 2 workers
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+SECTIONS = ("separate", "shipped", "data", "train", "evaluate")
+
+
+def _shipped(report: dict) -> None:
+    import bench_separate
+    from stemsplit.pretrained import list_models
+
+    models = {m["name"]: Path(m["path"]) for m in list_models()}
+    if not models:
+        print("  no shipped models in this build")
+        report["separate (shipped models)"] = {}
+        return
+    bench_separate.run(report, models, label="shipped models")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="stemsplit benchmarks")
+    ap.add_argument("--only", default=",".join(SECTIONS))
+    ap.add_argument("--json", default="benchmark_results.json")
+    args = ap.parse_args()
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        print(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "processor": platform.processor() or platform.machine()}}
+    for name in wanted:
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        if name == "shipped":
+            _shipped(report)
+        else:
+            module = importlib.import_module(f"bench_{name}")
+            module.run(report)
+        print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
