@@ -1,0 +1,234 @@
+"""`stemsplit evaluate`: score models, folders of estimates and oracles on a prepared split.
+
+Plan -> run -> report:
+
+1. Check everything that can be checked before any work (split, checkpoints, stems, sample
+   rates, estimates folders and file lengths); whole-run problems raise one-line errors.
+2. Reuse every cached (method key, track) score that is still valid; run the rest in
+   parallel (``evaluation.runner``), each written to the cache as soon as it is done.
+3. Aggregate (median over frames, then over tracks) and write the reports into ``out``.
+
+A bad (method, track) item is reported in ``EvaluationReport.errors`` and the others go on.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from stemsplit.evaluation import EvaluationError
+from stemsplit.evaluation.boxplot import write_boxplot
+from stemsplit.evaluation.methods import (ESTIMATES, MODEL, ORACLE, EngineSettings, MethodSpec,
+                                          check_estimate_shapes, estimate_files, estimates_key,
+                                          estimates_validity, file_sha256, model_key,
+                                          oracle_key)
+from stemsplit.evaluation.reports import EvaluationReport, write_reports
+from stemsplit.evaluation.runner import Job, Outcome, run_jobs
+from stemsplit.evaluation.store import FAST, MUSEVAL, ScoreStore, TrackResult
+from stemsplit.metrics import ALL_METRICS, BSS_METRICS, GSDR
+from stemsplit.separation.oracle import ORACLE_METHODS
+
+METRIC_CHOICES = {"fast": (FAST,), "museval": (MUSEVAL,), "both": (FAST, MUSEVAL)}
+DEFAULT_STFT = (4096, 1024)
+
+
+@dataclass
+class EvaluateRequest:
+    data: Path
+    split: str = "test"
+    models: list[str] = field(default_factory=list)  # checkpoint paths or shipped names
+    estimates: list[Path] = field(default_factory=list)  # folders DIR/<track>/<stem>.wav
+    oracle: bool = False
+    metrics: str = "both"  # fast | museval | both
+    out: Path = Path("eval")
+    workers: int | None = None  # None: the CPU count
+    stft_n_fft: int | None = None  # oracles; None: the first model's, else 4096
+    stft_hop: int | None = None  # oracles; None: the first model's, else 1024
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    device: str = "cpu"
+    limit: int | None = None  # only the first N tracks of the split
+
+
+class EvaluateUI(Protocol):
+    def planned(self, n_jobs: int, n_cached: int) -> None: ...
+    def job_done(self, outcome: Outcome) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def _unique(name: str, taken: set[str], alternative: str | None = None) -> str:
+    if name not in taken:
+        return name
+    if alternative and alternative not in taken:
+        return alternative
+    i = 2
+    while f"{name}-{i}" in taken:
+        i += 1
+    return f"{name}-{i}"
+
+
+def _model_spec(source: str, dataset, req: EvaluateRequest, taken: set[str]) -> tuple[MethodSpec, tuple]:
+    from stemsplit.pretrained import default_model_name, model_display_name, resolve_model
+
+    loaded = resolve_model(source)  # CheckpointError for missing/unknown/corrupt
+    where = f"model {source!r}"
+    if sorted(loaded.stems) != sorted(dataset.stems):
+        raise EvaluationError(f"{where} separates {loaded.stems} but dataset {dataset.root} has stems "
+                              f"{dataset.stems}; evaluate it on a dataset with the same stems")
+    if loaded.sample_rate != dataset.sample_rate:
+        raise EvaluationError(f"{where} runs at {loaded.sample_rate} Hz but dataset {dataset.root} is at "
+                              f"{dataset.sample_rate} Hz; prepare the dataset at the model's rate")
+    if loaded.config.audio.channels != dataset.channels:
+        raise EvaluationError(f"{where} takes {loaded.config.audio.channels} channel(s) but dataset "
+                              f"{dataset.root} has {dataset.channels}")
+    if loaded.path is None:
+        raise EvaluationError(f"{where}: resolved to no checkpoint file, so its scores cannot be cached")
+    name = (default_model_name() or "default") if source == "default" else model_display_name(source)
+    path = Path(loaded.path)
+    name = _unique(name, taken, f"{path.parent.name}-{path.stem}")
+    digest = file_sha256(path)
+    spec = MethodSpec(name=name, kind=MODEL, source=source, key=model_key(digest, req.engine),
+                      stems=list(dataset.stems), engine=req.engine, device=req.device,
+                      info={"checkpoint": str(path), "checkpoint_sha256": digest,
+                            "architecture": loaded.config.model.name})
+    stft = (loaded.config.stft.n_fft, loaded.config.stft.hop_length)
+    return spec, stft
+
+
+def plan_methods(req: EvaluateRequest, dataset) -> list[MethodSpec]:
+    """Every method to score, in table order: models, estimates folders, then oracles."""
+    specs: list[MethodSpec] = []
+    taken: set[str] = set(ORACLE_METHODS) if req.oracle else set()
+    first_stft = None
+    for source in req.models:
+        spec, stft = _model_spec(str(source), dataset, req, taken)
+        first_stft = first_stft or stft
+        specs.append(spec)
+        taken.add(spec.name)
+    for folder in req.estimates:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise EvaluationError(f"--estimates {folder}: folder not found; expected DIR/<track>/<stem>.wav")
+        name = _unique(folder.resolve().name, taken, f"{folder.resolve().parent.name}-{folder.resolve().name}")
+        specs.append(MethodSpec(name=name, kind=ESTIMATES, source=str(folder.resolve()),
+                                key=estimates_key(folder), stems=list(dataset.stems),
+                                info={"folder": str(folder.resolve())}))
+        taken.add(name)
+    if req.oracle:
+        n_fft = req.stft_n_fft or (first_stft or DEFAULT_STFT)[0]
+        hop = req.stft_hop or (first_stft or DEFAULT_STFT)[1]
+        if n_fft < 16 or not 0 < hop <= n_fft:
+            raise EvaluationError(f"oracle STFT n_fft={n_fft}, hop={hop}: need n_fft >= 16 and 0 < hop <= n_fft")
+        for method in ORACLE_METHODS:
+            info = {} if method == "mixture" else {"n_fft": n_fft, "hop_length": hop}
+            specs.append(MethodSpec(name=method, kind=ORACLE, source=method, key=oracle_key(method, n_fft, hop),
+                                    stems=list(dataset.stems), stft=(n_fft, hop), info=info))
+    if not specs:
+        raise EvaluationError("nothing to evaluate: pass --model, --estimates or --oracle")
+    return specs
+
+
+def _validity(spec: MethodSpec, dataset, track: str) -> dict:
+    """What a cached entry must still match; checks estimate files (EvaluationError if bad)."""
+    length = dataset.track_length(track)
+    validity = {"length": length, "sample_rate": dataset.sample_rate}
+    if spec.kind == ESTIMATES:
+        files = estimate_files(Path(spec.source), track, spec.stems)
+        check_estimate_shapes(files, length, dataset.channels, dataset.sample_rate)
+        validity["files"] = estimates_validity(files)
+    return validity
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def evaluate(req: EvaluateRequest, ui: EvaluateUI | None = None) -> EvaluationReport:
+    """Run a whole evaluation and write its reports; see the module docstring."""
+    from stemsplit.data.cache import PreparedDataset
+
+    if req.metrics not in METRIC_CHOICES:
+        raise EvaluationError(f"--metrics {req.metrics!r}: choose one of {', '.join(METRIC_CHOICES)}")
+    families = METRIC_CHOICES[req.metrics]
+    dataset = PreparedDataset(Path(req.data))  # DataError when it is not a prepared dataset
+    tracks = dataset.tracks(req.split)  # DataError listing the valid splits
+    if req.limit is not None:
+        tracks = tracks[: max(req.limit, 0)]
+    if not tracks:
+        raise EvaluationError(f"{req.data}: split {req.split!r} has no tracks to evaluate")
+    _check_engine(req)
+    specs = plan_methods(req, dataset)
+    out = Path(req.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvaluationError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    store = ScoreStore(out / "cache")
+
+    results: dict[str, dict[str, TrackResult]] = {s.name: {} for s in specs}
+    errors: list[str] = []
+    jobs: list[Job] = []
+    for spec in specs:
+        for track in tracks:
+            try:
+                validity = _validity(spec, dataset, track)
+            except EvaluationError as exc:
+                errors.append(f"{spec.name} / {track}: {exc}")
+                continue
+            cached = store.load(spec.key, track, validity)
+            if cached is not None and set(families) <= cached.families():
+                results[spec.name][track] = cached
+                continue
+            jobs.append(Job(spec=spec, track=track, data_root=str(dataset.root), families=families,
+                            validity=validity, cache_root=str(store.root),
+                            previous=cached.to_json() if cached is not None else None))
+    if ui:
+        ui.planned(len(jobs), sum(len(r) for r in results.values()))
+
+    def collect(outcome: Outcome) -> None:
+        if outcome.result is not None:
+            results[outcome.method][outcome.track] = outcome.result
+        else:
+            errors.append(outcome.error or f"{outcome.method} / {outcome.track}: failed")
+        if ui:
+            ui.job_done(outcome)
+
+    workers = req.workers if req.workers is not None else (os.cpu_count() or 1)
+    run_jobs(jobs, max(1, workers), collect)
+
+    metrics = [m for m in ALL_METRICS if (m == GSDR and FAST in families) or (m in BSS_METRICS and MUSEVAL in families)]
+    report = EvaluationReport(methods=specs, stems=list(dataset.stems), split=req.split, results=results,
+                              tracks=tracks, metrics=metrics, errors=_ordered(errors, specs))
+    report.summarize()
+    report.files = write_reports(report, out)
+    boxplot = write_boxplot(report, out / "sdr_boxplot.png")
+    if boxplot is not None:
+        report.files["boxplot"] = boxplot
+    return report
+
+
+def _check_engine(req: EvaluateRequest) -> None:
+    if not req.models:
+        return
+    from stemsplit.separation.engine import choose_device
+
+    e = req.engine
+    if e.segment_seconds is not None and e.segment_seconds <= 0:
+        raise EvaluationError(f"--segment {e.segment_seconds}: must be > 0 seconds")
+    if e.overlap is not None and not 0 <= e.overlap < 1:
+        raise EvaluationError(f"--overlap {e.overlap}: must be in [0, 1)")
+    try:
+        choose_device(req.device)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
+
+
+def _ordered(errors: list[str], specs: list[MethodSpec]) -> list[str]:
+    """Errors in table order (workers finish in any order)."""
+    rank = {s.name: i for i, s in enumerate(specs)}
+    return sorted(errors, key=lambda e: (rank.get(e.split(" / ", 1)[0], len(rank)), e))
+
+
+__all__ = ["EvaluateRequest", "EvaluateUI", "evaluate", "plan_methods", "METRIC_CHOICES"]
