@@ -48,10 +48,11 @@ def user_errors() -> Iterator[None]:
     """Turn errors the user can act on into one line on stderr and exit code 2."""
     from stemsplit.audio.io import AudioError
     from stemsplit.checkpoint import CheckpointError
+    from stemsplit.data.cache import DataError
 
     try:
         yield
-    except (UserError, ConfigError, CheckpointError, AudioError) as exc:
+    except (UserError, ConfigError, CheckpointError, AudioError, DataError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -1,0 +1,70 @@
+"""What every dataset source hands to ``prepare``: a list of tracks that can hash and load themselves.
+
+A ``SourceTrack`` is cheap to list; its ``content_hash`` reads the source files (to decide
+whether the cache entry is still good) and its ``load`` decodes them. ``conform`` brings the
+decoded audio to the cache's sample rate and channel count.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from stemsplit.data.cache import DataError
+from stemsplit.data.checks import TrackCheck
+
+
+@dataclass
+class LoadedTrack:
+    stems: dict[str, np.ndarray]  # (channels, time) float32 at sample_rate
+    mixture: np.ndarray | None  # None: the cache stores the sum of the stems
+    sample_rate: int
+
+
+@dataclass
+class SourceTrack:
+    name: str
+    split: str
+    source: str  # what to show people: a path
+    content_hash: Callable[[], str]
+    load: Callable[[TrackCheck], LoadedTrack | None]  # None: ``check.problems`` says why
+
+
+def hash_files(paths: list[tuple[str, Path]]) -> str:
+    """sha256 over (label, file content) pairs: changes when any file's bytes or role change."""
+    digest = hashlib.sha256()
+    for label, path in paths:
+        digest.update(label.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _channels(audio: np.ndarray, channels: int, where: str) -> np.ndarray:
+    if audio.shape[0] == channels:
+        return audio
+    if audio.shape[0] == 1:
+        return np.repeat(audio, channels, axis=0)
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    raise DataError(f"{where}: has {audio.shape[0]} channels; only mono and stereo are supported")
+
+
+def conform(track: LoadedTrack, sample_rate: int, channels: int, where: str) -> LoadedTrack:
+    """Resample (torchaudio) and fix the channel count of every part of a loaded track."""
+    parts = dict(track.stems)
+    if track.mixture is not None:
+        parts["\0mixture"] = track.mixture
+    names = list(parts)
+    audio = np.stack([_channels(parts[n], channels, where) for n in names])
+    if track.sample_rate != sample_rate:
+        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), track.sample_rate, sample_rate).numpy()
+    out = dict(zip(names, audio.astype(np.float32, copy=False)))
+    mixture = out.pop("\0mixture", None)
+    return LoadedTrack(out, mixture, sample_rate)
