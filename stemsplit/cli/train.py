@@ -1,12 +1,45 @@
-"""`stemsplit train`: not available in this build yet (its issue has not landed)."""
+"""`stemsplit train`: flags -> TrainOptions -> pipelines.train.run_train.
+
+Also the torchrun entry: ``torchrun --nproc_per_node=N -m stemsplit train ...``.
+Exit codes: 0 done, 2 bad input (config, data, checkpoint), 1 training diverged (non-finite
+loss), 130 / 143 stopped by SIGINT / SIGTERM after saving ``last.ckpt``.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
 
 import typer
 
-from stemsplit.cli.common import app, fail
+from stemsplit.cli.common import SET_HELP, app, console, fail, is_tty, user_errors
 
 
-@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(ctx: typer.Context) -> None:
-    """Not available yet."""
-    fail("'stemsplit train' is not available yet in this version of stemsplit", code=3)
+@app.command("train")
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (configs/*.yaml)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d",
+                                        help="Prepared dataset folder (stemsplit prepare); its valid split validates."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N or mps."),
+) -> None:
+    """Train a separation model from a config; resumable, and multi-GPU under torchrun."""
+    from stemsplit.pipelines.train import TrainOptions, run_train
+    from stemsplit.training.loop import TrainingDiverged
+    from stemsplit.training.signals import EXIT_CODES
+
+    opts = TrainOptions(config=config, data=data, out=out, resume=resume, overrides=list(overrides or []),
+                        device=device, tty=is_tty(), console=console)
+    with user_errors():
+        try:
+            result = run_train(opts)
+        except TrainingDiverged as exc:
+            fail(str(exc), code=1)
+    if result.stopped_by in EXIT_CODES:
+        raise typer.Exit(EXIT_CODES[result.stopped_by])
+    if result.stopped_by != "already_finished" and os.environ.get("RANK", "0") == "0":
+        best = f"best mean SDR {result.best_score:.2f} dB at step {result.best_step}" if result.best_step >= 0 else ""
+        console.print(f"done: {result.step} steps ({result.stopped_by}); {best}; "
+                      f"{result.run_dir / 'best.ckpt'}", highlight=False, soft_wrap=True)

@@ -1,0 +1,135 @@
+"""``stemsplit train``: a new run from a config and a prepared dataset, or ``--resume RUN``.
+
+The run folder::
+
+    RUN/config.yaml          the resolved config (after --set)
+    RUN/run.json             data folders, recipe, git commit, command, start time
+    RUN/last.ckpt            newest state (model + train_state); last.prev.ckpt the one before
+    RUN/best.ckpt            best mean validation SDR; ``stemsplit separate --model RUN/best.ckpt``
+    RUN/metrics.csv          train and validation rows
+    RUN/loss.png, RUN/val_sdr.png (+ mask_accuracy.png for mask_cnn)
+
+Under torchrun every rank runs this; only rank 0 writes into the run folder.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+import stemsplit
+from stemsplit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, save_config
+from stemsplit.checkpoint import read_checkpoint
+from stemsplit.data.cache import DataError, PreparedDataset
+from stemsplit.training.distributed import DistContext, barrier, broadcast_object, cleanup, init_distributed
+from stemsplit.training.loop import Trainer, TrainResult
+from stemsplit.training.state import LAST, load_resume_checkpoint
+
+
+@dataclass
+class TrainOptions:
+    config: Path | None = None
+    data: Path | None = None
+    out: Path | None = None
+    resume: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    device: str | None = None  # None/"auto": CUDA, then MPS, then CPU
+    tty: bool = False
+    console: Console | None = None
+
+
+def git_commit() -> str | None:
+    """The stemsplit source tree's commit, with ' (dirty)' for uncommitted changes; None outside git."""
+    src = Path(stemsplit.__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + (" (dirty)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def open_datasets(primary: Path, cfg: Config) -> list[PreparedDataset]:
+    """The training datasets: ``--data`` (also the validation set) and then ``data.extra``."""
+    datasets = [PreparedDataset(Path(primary))] + [PreparedDataset(Path(p)) for p in cfg.data.extra]
+    for ds in datasets:
+        missing = [s for s in cfg.stems if s not in ds.stems]
+        if missing:
+            raise DataError(f"{ds.root}: has no stem {missing[0]!r} that the config's stems need; "
+                            f"its stems are: {', '.join(ds.stems)}")
+    return datasets
+
+
+def _new_run(opts: TrainOptions, ctx: DistContext) -> tuple[Config, Path, Path, dict]:
+    if opts.config is None or opts.data is None or opts.out is None:
+        raise ConfigError("a new run needs --config, --data and --out (or --resume RUN to continue one)")
+    cfg = load_config(opts.config, opts.overrides)
+    out = Path(opts.out)
+    if (out / LAST).exists() or (out / "last.prev.ckpt").exists():
+        raise ConfigError(f"--out {out}: already holds a training run; continue it with "
+                          f"'stemsplit train --resume {out}' or choose another --out")
+    meta = {"trained_on": [str(opts.data), *cfg.data.extra], "data_root": str(Path(opts.data).resolve()),
+            "recipe": str(opts.config), "git": git_commit(), "stemsplit_version": stemsplit.__version__}
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        run_info = {**meta, "command": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "world_size": ctx.world_size, "device": str(ctx.device)}
+        (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    return cfg, Path(opts.data), out, meta
+
+
+def _resumed_run(opts: TrainOptions, ctx: DistContext) -> tuple[Config, Path, Path, dict, dict]:
+    if opts.config is not None:
+        raise ConfigError("--resume takes the config from the run; change values with --set instead of --config")
+    run_dir = Path(opts.resume)
+    path = None
+    if ctx.is_main:
+        say = (opts.console.print if opts.console else print)
+        ckpt, path = load_resume_checkpoint(run_dir, warn=lambda m: say(f"warning: {m}"))
+    path = broadcast_object(str(path) if path else None, ctx)
+    if not ctx.is_main:
+        ckpt = read_checkpoint(path)
+    try:
+        cfg = config_from_dict(apply_overrides(ckpt["config"], opts.overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    meta = dict(ckpt.get("meta", {}))
+    for volatile in ("steps", "epochs", "scores", "best_step", "effective_batch_size", "world_size"):
+        meta.pop(volatile, None)
+    data = Path(opts.data) if opts.data else Path(meta.get("data_root", ""))
+    if not opts.data and not meta.get("data_root"):
+        raise ConfigError(f"{path}: does not say which dataset it was trained on; pass --data")
+    meta["data_root"] = str(data.resolve())
+    meta["git"] = git_commit()
+    if ctx.is_main and opts.overrides:
+        save_config(cfg, run_dir / "config.yaml")
+    return cfg, data, run_dir, meta, ckpt
+
+
+def run_train(opts: TrainOptions, on_step: Callable[[int], None] | None = None) -> TrainResult:
+    """Train (or continue) one run; returns how it ended. Joins the process group under torchrun."""
+    ctx = init_distributed(opts.device)
+    try:
+        resume = None
+        if opts.resume is not None:
+            cfg, data, run_dir, meta, resume = _resumed_run(opts, ctx)
+        else:
+            cfg, data, run_dir, meta = _new_run(opts, ctx)
+        datasets = open_datasets(data, cfg)
+        barrier(ctx)
+        trainer = Trainer(cfg, run_dir, datasets, ctx, meta=meta, resume=resume, tty=opts.tty,
+                          console=opts.console, on_step=on_step)
+        return trainer.run()
+    finally:
+        cleanup()
