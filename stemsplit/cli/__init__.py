@@ -4,11 +4,13 @@ Each subcommand parses flags and calls ``stemsplit.pipelines.<name>``; no work h
 """
 from __future__ import annotations
 
+from stemsplit.cli.allocator import tune_allocator
 from stemsplit.cli.common import app
 from stemsplit.cli import evaluate, prepare, separate, train  # noqa: F401  (register commands)
 
 
 def main() -> None:
+    tune_allocator()
     app()
 
 
