@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stemsplit-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install ffmpeg test test-fast separate benchmark wheel-check clean
+.PHONY: install ffmpeg test test-fast separate benchmark clean
 
 install: $(STAMP) ffmpeg
 

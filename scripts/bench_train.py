@@ -94,6 +94,9 @@ def run(report: dict, steps: int = 2, device: str = "cpu") -> None:
 
 
 def main() -> int:
+    from stemsplit.cli.allocator import tune_allocator
+
+    tune_allocator()  # the same allocator settings as the `stemsplit` command
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2, help="measured steps per architecture (after 1 warm-up)")
     ap.add_argument("--device", default="cpu")

@@ -42,6 +42,9 @@ def _shipped(report: dict) -> None:
 
 
 def main() -> int:
+    from stemsplit.cli.allocator import tune_allocator
+
+    tune_allocator()  # the same allocator settings as the `stemsplit` command
     ap = argparse.ArgumentParser(description="stemsplit benchmarks")
     ap.add_argument("--only", default=",".join(SECTIONS))
     ap.add_argument("--json", default="benchmark_results.json")

@@ -10,14 +10,13 @@ Layout (plain types and tensors only, so loading never runs code)::
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from stemsplit.atomic import atomic_open
 from stemsplit.config import Config, ConfigError, config_from_dict, config_to_dict
 from stemsplit.models import build_model, model_args
 
@@ -70,19 +69,9 @@ def checkpoint_dict(model: nn.Module, cfg: Config, meta: dict | None = None,
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
+    with atomic_open(path, "wb", fsync=True) as fh:
+        torch.save(obj, fh)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, cfg: Config, meta: dict | None = None,

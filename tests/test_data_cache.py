@@ -149,7 +149,7 @@ def test_disk_full_leaves_the_previous_cache_intact(tmp_path, monkeypatch):
     # a failure while writing dataset.json itself also keeps the old one
     writer = CacheWriter(root, SR, STEMS, source="test")
     writer.add_track("z", "train", _stems(5), source_hash="z")
-    monkeypatch.setattr(cache_mod, "_write_json_atomic", full_disk)
+    monkeypatch.setattr(cache_mod, "write_json_atomic", full_disk)
     with pytest.raises(DataError, match="could not write dataset.json"):
         writer.finalize()
     assert (root / "dataset.json").read_text() == before

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from stemsplit.checkpoint import load_checkpoint, save_checkpoint

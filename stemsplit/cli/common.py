@@ -7,6 +7,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from stemsplit.config import Config, ConfigError, load_config
 
@@ -20,6 +21,25 @@ app = typer.Typer(
 console = Console(stderr=True, highlight=False)
 
 SET_HELP = "Override a config value, e.g. --set train.lr=3e-4 (repeatable)."
+
+
+class ProgressUI:
+    """Transient rich bars on a terminal, none otherwise; subclasses add their own tasks."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+        self.progress: Progress | None = None
+
+    def __enter__(self):
+        if self.tty:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=console, transient=True)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
 
 
 class UserError(Exception):

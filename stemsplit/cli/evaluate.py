@@ -6,30 +6,17 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from stemsplit.cli.common import app, console, fail, is_tty, user_errors
+from stemsplit.cli.common import ProgressUI, app, console, fail, is_tty, user_errors
 
 
-class EvaluateProgress:
+class EvaluateProgress(ProgressUI):
     """A bar over (method, track) jobs on a terminal; one plain line per job otherwise."""
 
     def __init__(self, tty: bool):
-        self.tty = tty
-        self.progress = None
+        super().__init__(tty)
         self.task = None
         self.done = self.total = 0
-
-    def __enter__(self):
-        if self.tty:
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=console, transient=True)
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress:
-            self.progress.stop()
 
     def planned(self, n_jobs: int, n_cached: int) -> None:
         self.total = n_jobs

@@ -5,30 +5,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from stemsplit.cli.common import app, console, fail, is_tty, user_errors
+from stemsplit.cli.common import ProgressUI, app, console, fail, is_tty, user_errors
 
 
-class RichUI:
+class RichUI(ProgressUI):
     """Bars for files and segments on a terminal; one plain line per file otherwise."""
 
     def __init__(self, tty: bool):
-        self.tty = tty
-        self.progress = None
+        super().__init__(tty)
         self.files_task = self.seg_task = None
-
-    def __enter__(self):
-        if self.tty:
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=console, transient=True)
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress:
-            self.progress.stop()
 
     def batch_started(self, n_files: int) -> None:
         if self.progress:

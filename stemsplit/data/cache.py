@@ -21,13 +21,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from stemsplit.atomic import write_json_atomic
 from stemsplit.data.cache_format import (DTYPES, FORMAT, MIXTURE, STATS_PREPARED, CacheWriteError,  # noqa: F401
                                          DataError, digest)
 from stemsplit.data.reader import PreparedDataset
@@ -36,16 +35,6 @@ from stemsplit.data.reader import PreparedDataset
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80] or "track"
 
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _disk_error(root: Path, what: str, exc: OSError) -> CacheWriteError:
@@ -184,7 +173,7 @@ class CacheWriter:
             reader = PreparedDataset(self.root, meta=meta)
             for n_fft, hop in STATS_PREPARED:
                 reader.magnitude_stats(n_fft, hop, must_cache=True)
-            _write_json_atomic(self.root / "dataset.json", meta)
+            write_json_atomic(self.root / "dataset.json", meta)
         except OSError as exc:
             raise _disk_error(self.root, "dataset.json", exc) from None
         self._remove_stale(meta)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stemsplit.evaluation.methods import MethodSpec
-from stemsplit.evaluation.store import TrackResult, safe_name, write_json_atomic
+from stemsplit.atomic import write_json_atomic, write_text_atomic
+from stemsplit.evaluation.store import TrackResult, safe_name
 from stemsplit.metrics import MEAN_STEM, aggregate, museval_track_json
 
 
@@ -65,18 +64,6 @@ class EvaluationReport:
 
 def _fmt(value: float, digits: int = 2) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
@@ -144,16 +131,16 @@ def write_reports(report: EvaluationReport, out: Path) -> dict[str, Path]:
     out = Path(out)
     files = {"summary_csv": out / "summary.csv", "summary_md": out / "summary.md",
              "tracks_csv": out / "tracks.csv", "scores_json": out / "scores.json"}
-    _write_text_atomic(files["summary_csv"], summary_csv(report))
-    _write_text_atomic(files["summary_md"], summary_markdown(report))
-    _write_text_atomic(files["tracks_csv"], tracks_csv(report))
+    write_text_atomic(files["summary_csv"], summary_csv(report))
+    write_text_atomic(files["summary_md"], summary_markdown(report))
+    write_text_atomic(files["tracks_csv"], tracks_csv(report))
     write_json_atomic(files["scores_json"], scores_json(report))
     for model, per_track in report.results.items():
         for track, result in per_track.items():
             if result.frames is None:
                 continue
             path = out / "museval" / safe_name(model) / safe_name(report.split) / f"{safe_name(track)}.json"
-            _write_text_atomic(path, museval_track_json(track, result.frames, result.win_seconds,
+            write_text_atomic(path, museval_track_json(track, result.frames, result.win_seconds,
                                                         result.hop_seconds))
     if any(r.frames is not None for per in report.results.values() for r in per.values()):
         files["museval_dir"] = out / "museval"

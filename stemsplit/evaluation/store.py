@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stemsplit.atomic import write_json_atomic
 from stemsplit.metrics import BSS_METRICS, GSDR, frame_median
 
 STORE_VERSION = 1
@@ -102,20 +102,6 @@ def safe_name(name: str) -> str:
     return ("_" + cleaned) if cleaned.startswith(".") or not cleaned else cleaned
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 class ScoreStore:
     """The resume cache under ``root`` (normally ``<out>/cache``)."""
@@ -142,5 +128,5 @@ class ScoreStore:
 
     def save(self, result: TrackResult) -> Path:
         path = self.path(result.key, result.track)
-        write_json_atomic(path, result.to_json())
+        write_json_atomic(path, result.to_json(), fsync=True)
         return path

@@ -9,9 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from stemsplit.atomic import write_bytes_atomic
 from stemsplit.config import ConfigError
 
 BASE_COLUMNS = ["step", "epoch", "phase", "loss", "lr", "excerpts_per_s", "s_per_step",
@@ -33,16 +32,6 @@ def metric_columns(stems: list[str], with_accuracy: bool) -> list[str]:
         cols += [f"acc_{s}" for s in stems]
     return cols + [f"sdr_{s}" for s in stems] + ["sdr_mean"]
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class MetricsLog:
@@ -62,7 +51,7 @@ class MetricsLog:
         writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        _atomic_write_bytes(self.path, buf.getvalue().encode())
+        write_bytes_atomic(self.path, buf.getvalue().encode())
 
     def append(self, row: dict[str, Any]) -> None:
         clean = {k: _fmt(v) for k, v in row.items() if k in self.columns}
@@ -103,7 +92,7 @@ def write_plots(rows: list[dict], run_dir: Path, stems: list[str], with_accuracy
     def save(fig: Figure, name: str) -> None:
         buf = io.BytesIO()
         FigureCanvasAgg(fig).print_png(buf)
-        _atomic_write_bytes(run_dir / name, buf.getvalue())
+        write_bytes_atomic(run_dir / name, buf.getvalue())
 
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()

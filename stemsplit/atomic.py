@@ -1,0 +1,47 @@
+"""Files that are either complete or absent: write beside the target, then rename over it.
+
+A killed process leaves at most a hidden ``.<name>.*.tmp`` file, never a half-written file
+under the real name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", *, fsync: bool = False, **open_kwargs) -> Iterator[IO]:
+    """Yield a temporary file in ``path``'s folder; on a clean exit it replaces ``path``,
+    on any error it is deleted. ``fsync`` flushes it to disk before the rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:
+            yield fh
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        fh.write(text)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_json_atomic(path: str | Path, data: Any, fsync: bool = False) -> None:
+    with atomic_open(path, "w", fsync=fsync) as fh:
+        json.dump(data, fh, indent=1, allow_nan=False)
