@@ -90,6 +90,7 @@ class ModelConfig:
 class SeparateConfig:
     segment_seconds: float = 10.0
     overlap: float = 0.25
+    wiener_iterations: int = 0  # this model's default post-filter; --wiener-iterations overrides
 
 
 @dataclass
@@ -236,6 +237,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError("stft.hop_length: must be in (0, n_fft]")
     if not 0.0 <= cfg.separate.overlap < 1.0:
         raise ConfigError("separate.overlap: must be in [0, 1)")
+    if cfg.separate.wiener_iterations < 0:
+        raise ConfigError("separate.wiener_iterations: must be >= 0")
     valid = {"schedule": ("cosine", "plateau", "constant"),
              "loss": ("auto", "bce", "mse", "l1", "mrstft"),
              "amp": ("none", "bf16", "fp16")}

@@ -89,6 +89,17 @@ def test_shifts_and_wiener_keep_shape_and_stay_finite(signal):
     assert out.shape == (4, 2, 44100) and torch.isfinite(out).all()
 
 
+def test_the_model_config_sets_the_default_wiener_iterations(signal):
+    cfg = tiny_config("unet", ["separate.wiener_iterations=1"])
+    model = build_model(cfg).eval()
+    x = signal[:, :44100]
+    by_config = Separator(model, cfg).separate_tensor(x)
+    explicit = Separator(model, cfg, EngineOptions(wiener_iterations=1)).separate_tensor(x)
+    plain = Separator(model, cfg, EngineOptions(wiener_iterations=0)).separate_tensor(x)
+    torch.testing.assert_close(by_config, explicit)
+    assert not torch.allclose(by_config, plain, atol=1e-4)
+
+
 def test_wiener_uses_spatial_cues_and_conserves_the_mixture():
     """Panned sources: EM refinement beats plain ratio masking, and estimates sum to the mix."""
     torch.manual_seed(0)

@@ -59,8 +59,9 @@ def evaluate(
     segment: Optional[float] = typer.Option(None, help="Separation segment in seconds (default: model's)."),
     overlap: Optional[float] = typer.Option(None, help="Segment overlap as a fraction in [0, 1)."),
     shifts: int = typer.Option(0, help="Test-time augmentation: average over N shifted passes."),
-    wiener_iterations: int = typer.Option(0, "--wiener-iterations",
-                                          help="Multichannel Wiener post-filter iterations."),
+    wiener_iterations: Optional[int] = typer.Option(
+        None, "--wiener-iterations",
+        help="Multichannel Wiener post-filter iterations (default: each model's own)."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto (use --workers 1 with a GPU)."),
     limit: Optional[int] = typer.Option(None, help="Score only the first N tracks of the split."),
 ) -> None:

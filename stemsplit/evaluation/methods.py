@@ -30,7 +30,7 @@ class EngineSettings:
     segment_seconds: float | None = None
     overlap: float | None = None
     shifts: int = 0
-    wiener_iterations: int = 0
+    wiener_iterations: int | None = None  # None: the model's default
 
 
 @dataclass

@@ -42,7 +42,7 @@ class SeparateRequest:
     segment: float | None = None
     overlap: float | None = None
     shifts: int = 0
-    wiener_iterations: int = 0
+    wiener_iterations: int | None = None  # None: the model's default
     device: str = "auto"
     jobs: int | None = None
     skip_existing: bool = False
@@ -124,7 +124,7 @@ def _validate(req: SeparateRequest) -> None:
         raise SeparateError(f"--clip {req.clip!r}: choose one of {', '.join(CLIP_MODES)}")
     subtype_for(req.fmt, req.bits)
     check_template(req.filename)
-    if req.shifts < 0 or req.wiener_iterations < 0:
+    if req.shifts < 0 or (req.wiener_iterations or 0) < 0:
         raise SeparateError("--shifts and --wiener-iterations must be >= 0")
     try:
         req.out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ class EngineOptions:
     segment_seconds: float | None = None  # None: the model config's separate.segment_seconds
     overlap: float | None = None  # fraction of the segment; None: from the config
     shifts: int = 0  # >1: average over that many passes on sub-hop time shifts
-    wiener_iterations: int = 0
+    wiener_iterations: int | None = None  # None: the model config's separate.wiener_iterations
     device: str = "cpu"
 
 
@@ -92,6 +92,8 @@ class Separator:
         overlap = config.separate.overlap if self.options.overlap is None else self.options.overlap
         if seconds <= 0 or not 0 <= overlap < 1:
             raise ValueError("--segment must be > 0 and --overlap in [0, 1)")
+        own = config.separate.wiener_iterations
+        self.wiener_iterations = own if self.options.wiener_iterations is None else self.options.wiener_iterations
         self.segment = max(4, round(seconds * self.sample_rate / hop)) * hop
         self.overlap = min(round(overlap * self.segment / hop) * hop, self.segment - hop)
 
@@ -109,8 +111,8 @@ class Separator:
     def _separate_once(self, wav: torch.Tensor) -> torch.Tensor:
         """(C, n) -> (S, C, n)."""
         spec, masks = self._masks(wav)
-        if self.options.wiener_iterations > 0:
-            est = wiener(spec, masks * spec.abs()[None], self.options.wiener_iterations)
+        if self.wiener_iterations > 0:
+            est = wiener(spec, masks * spec.abs()[None], self.wiener_iterations)
         else:
             est = masks * spec[None]
         return self.stft.inverse(est, wav.shape[-1])
