@@ -58,8 +58,10 @@ def _list_models() -> None:
         rows.append([m["name"] + (" (default)" if m["default"] else ""), m.get("architecture", "?"),
                      f"{m['size_mb']} MB", ",".join(m.get("stems", [])),
                      " ".join(f"{k} {v:.2f}" for k, v in scores.items()) or "-",
-                     f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-"])
-    header = ["name", "architecture", "size", "stems", "valid SDR (dB) per stem", "speed (x real time)"]
+                     f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-",
+                     m.get("trained_on", "-")])
+    header = ["name", "architecture", "size", "stems", "valid SDR (dB) per stem", "speed (x real time)",
+              "trained on"]
     if not is_tty():  # tab-separated for scripts
         for row in [header] + rows:
             typer.echo("\t".join(row))
@@ -70,6 +72,9 @@ def _list_models() -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    licences = sorted({m["licence"] for m in models if m.get("licence")})
+    for text in licences:
+        console.print(f"training data licence: {text}", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -87,7 +92,9 @@ def separate(
     segment: Optional[float] = typer.Option(None, help="Segment length in seconds (default: model's)."),
     overlap: Optional[float] = typer.Option(None, help="Segment overlap as a fraction in [0, 1)."),
     shifts: int = typer.Option(0, help="Test-time augmentation: average over N shifted passes."),
-    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Multichannel Wiener post-filter iterations."),
+    wiener_iterations: Optional[int] = typer.Option(
+        None, "--wiener-iterations",
+        help="Multichannel Wiener post-filter iterations (default: the model's own, separate.wiener_iterations)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     jobs: Optional[int] = typer.Option(None, help="CPU threads for torch."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose outputs all exist."),
