@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Put trained models into the package (stemsplit/pretrained/) and record their scores.
+
+usage:
+  scripts/package_models.py add NAME RUN_DIR [--fp32] [--set separate.KEY=VALUE ...]
+                                                         RUN_DIR/best.ckpt -> stemsplit/pretrained/NAME.ckpt
+  scripts/package_models.py score EVAL_DIR               validation scores, speed and the default
+  scripts/package_models.py report EVAL_DIR              the README's markdown tables
+
+`add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
+and the exact `stemsplit train` command), the training data and its licence, and the
+training-time validation into the checkpoint's metadata and the registry. `--set` may change
+only inference defaults (the `separate` section, e.g. separate.wiener_iterations=1), and is
+recorded in the metadata too.
+
+`score` reads `stemsplit evaluate`'s summary.csv (which must hold the shipped models by name
+and the `--oracle` rows), then for each shipped model records the median museval SDR and gSDR
+per stem, the share of the oracle headroom it closes, the mask accuracy (mask_cnn) and its
+speed on a 3-minute stereo song on this machine. The model with the highest mean gSDR
+becomes the default.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from stemsplit.atomic import write_text_atomic  # noqa: E402
+from stemsplit.checkpoint import atomic_torch_save, read_checkpoint  # noqa: E402
+from stemsplit.models import build_model  # noqa: E402
+from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  # noqa: E402
+
+PRETRAINED = HERE.parent / "stemsplit" / "pretrained"
+REGISTRY = PRETRAINED / "registry.json"
+TRAINING_DATA = ("MUSDB18 train subset as 7-second excerpts (musdb18-7): the 80 tracks of "
+                 "musdb's train split; its 14-track valid split held out for validation")
+LICENCE = "MUSDB18: academic, non-commercial use only (sigsep.github.io/datasets/musdb.html)"
+STEMS = ("vocals", "drums", "bass", "other")
+
+
+def _load_registry() -> dict:
+    return json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": None, "models": {}}
+
+
+def _save_registry(reg: dict) -> None:
+    write_text_atomic(REGISTRY, json.dumps(reg, indent=1, ensure_ascii=False) + "\n")
+
+
+def _rounded(d: dict) -> dict:
+    return {k: round(float(v), 2) for k, v in d.items()}
+
+
+def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
+    ckpt = read_checkpoint(run_dir / "best.ckpt")
+    if any(not o.startswith("separate.") for o in overrides):
+        raise SystemExit("--set may only change the separate section (inference defaults), not the recipe")
+    ckpt["config"] = config_to_dict(config_from_dict(apply_overrides(ckpt["config"], overrides)))
+    run_info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    meta = dict(ckpt.get("meta", {}))
+    train_scores = meta.pop("scores", {})
+    for local in ("data_root", "trained_on"):  # paths on the training machine mean nothing elsewhere
+        meta.pop(local, None)
+    command = run_info.get("command", [])
+    meta.update({
+        "name": name,
+        "training_data": TRAINING_DATA,
+        "licence": LICENCE,
+        "recipe": {"config": meta.get("recipe"),
+                   "command": " ".join(["stemsplit", *command[1:]]) if command else None,
+                   "script": "scripts/train_default_models.sh"},
+        "train_validation": train_scores,
+        "weights_dtype": "float32" if fp32 else "float16",
+        "inference_overrides": overrides,
+    })
+    if not fp32:
+        ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    ckpt["meta"] = meta
+    ckpt.pop("train_state", None)
+    out = PRETRAINED / f"{name}.ckpt"
+    atomic_torch_save(ckpt, out)
+    cfg = config_from_dict(ckpt["config"])
+    model = build_model(cfg)
+    reg = _load_registry()
+    entry = {"file": out.name, "architecture": ckpt["model"]["name"],
+             "params": sum(p.numel() for p in model.parameters()), "stems": ckpt["stems"],
+             "sample_rate": ckpt["sample_rate"], "weights_dtype": meta["weights_dtype"],
+             "wiener_iterations": cfg.separate.wiener_iterations,
+             "steps": meta.get("steps"), "best_step": meta.get("best_step"),
+             "trained_on": f"MUSDB18-7 train, {meta.get('best_step')} steps", "training_data": TRAINING_DATA, "licence": LICENCE,
+             "recipe": meta["recipe"]["command"]}
+    if "accuracy" in train_scores:
+        entry["mask_accuracy"] = _rounded(train_scores["accuracy"])
+    reg.setdefault("models", {})[name] = entry
+    _save_registry(reg)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {meta['weights_dtype']}) and its registry entry")
+
+
+def _summary(eval_dir: Path) -> dict:
+    """(method, stem, metric) -> value from evaluate's summary.csv."""
+    with open(eval_dir / "summary.csv", newline="") as f:
+        return {(r["model"], r["stem"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+
+
+def _speed(ckpt_path: Path) -> float:
+    import bench_separate
+
+    with tempfile.TemporaryDirectory(prefix="stemsplit-speed-") as tmp:
+        song = bench_separate.make_song(Path(tmp) / "song.wav", 180)
+        wall, _ = bench_separate.run_separate(ckpt_path, song, Path(tmp) / "out")
+    return round(180 / wall, 1)
+
+
+def score(eval_dir: Path) -> None:
+    table = _summary(eval_dir)
+    floor, limit = table[("mixture", "mean", "gsdr")], table[("oracle-irm-mag", "mean", "gsdr")]
+    reg = _load_registry()
+    for name, entry in reg["models"].items():
+        if (name, "mean", "gsdr") not in table:
+            raise SystemExit(f"{eval_dir}/summary.csv has no rows for {name!r}: evaluate it with --model {name}")
+        entry["valid_sdr"] = {s: round(table[(name, s, "SDR")], 2) for s in entry["stems"]}
+        entry["valid_gsdr"] = {s: round(table[(name, s, "gsdr")], 2) for s in entry["stems"]}
+        entry["valid_gsdr_mean"] = round(table[(name, "mean", "gsdr")], 2)
+        entry["headroom_closed"] = round((entry["valid_gsdr_mean"] - floor) / (limit - floor), 3)
+        entry["speed_x_realtime"] = _speed(PRETRAINED / entry["file"])
+        path = PRETRAINED / entry["file"]
+        ckpt = read_checkpoint(path)
+        ckpt["meta"]["validation"] = {
+            "split": "musdb18-7 valid (14 tracks)", "sdr_median": entry["valid_sdr"],
+            "gsdr_median": entry["valid_gsdr"], "gsdr_mean": entry["valid_gsdr_mean"],
+            "headroom_closed": entry["headroom_closed"], "mixture_gsdr": floor, "oracle_irm_mag_gsdr": limit}
+        atomic_torch_save(ckpt, path)
+        print(f"{name:10s} gSDR mean {entry['valid_gsdr_mean']:5.2f} dB, headroom closed "
+              f"{100 * entry['headroom_closed']:.0f}%, {entry['speed_x_realtime']}x real time")
+    reg["default"] = max(reg["models"], key=lambda n: reg["models"][n]["valid_gsdr_mean"])
+    _save_registry(reg)
+    print(f"default model: {reg['default']}")
+
+
+ORACLE_ROWS = ("oracle-ibm", "oracle-irm-mag", "oracle-irm-power", "mixture")
+
+
+def report(eval_dir: Path) -> None:
+    """Markdown: the shipped models, then median SDR and gSDR per stem beside the oracle rows."""
+    table, reg = _summary(eval_dir), _load_registry()
+    print("| model | architecture | parameters | size | weights | speed (3-min song, 2-core CPU) | headroom closed |")
+    print("|---|---|---:|---:|---|---:|---:|")
+    for name, e in reg["models"].items():
+        size = (PRETRAINED / e["file"]).stat().st_size / 1e6
+        label = f"`{name}`" + (" (default)" if name == reg.get("default") else "")
+        print(f"| {label} | {e['architecture']} | {e['params'] / 1e6:.2f}M | {size:.1f} MB | {e['weights_dtype']} "
+              f"| {e['speed_x_realtime']}x real time | {100 * e['headroom_closed']:.0f} % |")
+    for metric, title in (("SDR", "median SDR (BSS Eval v4), dB"), ("gsdr", "median gSDR, dB")):
+        print(f"\n| {title} | " + " | ".join(STEMS) + " | mean |")
+        print("|---|" + "---:|" * (len(STEMS) + 1))
+        for row in [*reg["models"], *ORACLE_ROWS]:
+            values = [table.get((row, stem, metric), float("nan")) for stem in (*STEMS, "mean")]
+            print(f"| {row} | " + " | ".join(f"{v:.2f}".replace("-", "\u2212") for v in values) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_add = sub.add_parser("add")
+    p_add.add_argument("name")
+    p_add.add_argument("run_dir", type=Path)
+    p_add.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p_add.add_argument("--set", dest="overrides", action="append", default=[], metavar="separate.KEY=VALUE")
+    p_score = sub.add_parser("score")
+    p_score.add_argument("eval_dir", type=Path)
+    p_report = sub.add_parser("report")
+    p_report.add_argument("eval_dir", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "add":
+        add(args.name, args.run_dir, args.fp32, args.overrides)
+    elif args.cmd == "score":
+        score(args.eval_dir)
+    else:
+        report(args.eval_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
