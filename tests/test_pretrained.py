@@ -1,12 +1,20 @@
 """The shipped-model registry: names, the default, and the no-model path."""
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import stemsplit.pretrained as pretrained
 from stemsplit.audio.io import write_audio
 from stemsplit.checkpoint import CheckpointError
+from stemsplit.separation.engine import Separator
 from stemsplit.cli import app
 from conftest import tone_mix, write_tiny_checkpoint
 
@@ -51,3 +59,106 @@ def test_default_model_separates_without_flags(fake_registry, tmp_path):
     assert (tmp_path / "o" / "tiny" / "s" / "vocals.wav").exists()
     res = CliRunner().invoke(app, ["separate", "--list-models"])
     assert "tiny (default)" in res.output and "vocals 1.00" in res.output
+
+
+# --- the models that ship in this build ---------------------------------------------------
+
+SHIPPED = pretrained.list_models()
+SR = 44100
+
+
+def test_a_default_model_ships():
+    reg = pretrained.registry()
+    assert reg["default"] in reg["models"], "registry.json names no shipped default model"
+    total = sum(Path(m["path"]).stat().st_size for m in SHIPPED)
+    assert total <= 60e6
+    for m in SHIPPED:
+        assert {"architecture", "stems", "valid_sdr", "speed_x_realtime", "training_data", "licence"} <= set(m)
+
+
+@pytest.mark.parametrize("name", [m["name"] for m in SHIPPED])
+def test_shipped_model_separates_a_10_second_mix(name):
+    loaded = pretrained.resolve_model(name)
+    assert loaded.meta["name"] == name and "MUSDB18" in loaded.meta["licence"]
+    mix = torch.from_numpy(tone_mix(10.0, seed=3))
+    stems = Separator.from_loaded(loaded).separate_tensor(mix)
+    assert stems.shape == (4, 2, 10 * SR)
+    assert torch.isfinite(stems).all()
+
+
+def _drums_and_bass(seconds: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """A 120 bpm kick/snare/hi-hat pattern and a plucked bass line, each (2, n) float32."""
+    rng = np.random.default_rng(7)
+    n = int(seconds * SR)
+    drums, bass = np.zeros(n), np.zeros(n)
+    eighth = SR // 4
+    for i, start in enumerate(range(0, n - SR // 2, eighth)):
+        t = np.arange(SR // 2) / SR
+        hit = 0.3 * rng.standard_normal(t.size) * np.exp(-60 * t)  # hi-hat on every eighth
+        if i % 4 == 0:  # kick: a falling sine thump
+            hit = hit + np.sin(2 * np.pi * (50 * t + 60 * (1 - np.exp(-25 * t)) / 25)) * np.exp(-15 * t)
+        if i % 4 == 2:  # snare: a body tone plus a noise burst
+            hit = hit + (0.4 * np.sin(2 * np.pi * 190 * t) + 0.6 * rng.standard_normal(t.size)) * np.exp(-18 * t)
+        drums[start:start + t.size] += hit
+    notes = [41.2, 82.4, 55.0, 110.0, 49.0, 98.0, 73.4, 55.0]  # E1 E2 A1 A2 G1 G2 D2 A1
+    for i, start in enumerate(range(0, n - eighth, 2 * eighth)):
+        t = np.arange(2 * eighth) / SR
+        f = notes[i % len(notes)]
+        tone = sum(np.sin(2 * np.pi * k * f * t) / k ** 1.3 for k in range(1, 9))
+        bass[start:start + t.size] += 0.5 * tone * np.exp(-3 * t) * np.minimum(1, t * 200)
+    as_stereo = lambda x: np.stack([x, x]).astype(np.float32)  # noqa: E731
+    return as_stereo(drums), as_stereo(bass)
+
+
+def _energy_shares(estimate: np.ndarray, drums: np.ndarray, bass: np.ndarray) -> tuple[float, float]:
+    """Least-squares fit estimate ~ a*drums + b*bass; the energy of each fitted part."""
+    basis = np.stack([drums.ravel(), bass.ravel()], axis=1).astype(np.float64)
+    (a, b), *_ = np.linalg.lstsq(basis, estimate.ravel().astype(np.float64), rcond=None)
+    return float(a ** 2 * (drums.astype(np.float64) ** 2).sum()), float(b ** 2 * (bass.astype(np.float64) ** 2).sum())
+
+
+def test_default_model_tells_drums_from_bass():
+    drums, bass = _drums_and_bass()
+    loaded = pretrained.resolve_model(None)
+    out = Separator.from_loaded(loaded).separate_tensor(torch.from_numpy(drums + bass)).numpy()
+    stems = loaded.stems
+    drum_part, bass_part = _energy_shares(out[stems.index("drums")], drums, bass)
+    assert drum_part > bass_part, f"drums stem: drum energy {drum_part:.1f}, bass energy {bass_part:.1f}"
+    drum_part, bass_part = _energy_shares(out[stems.index("bass")], drums, bass)
+    assert bass_part > drum_part, f"bass stem: bass energy {bass_part:.1f}, drum energy {drum_part:.1f}"
+
+
+def test_installed_wheel_carries_the_models(tmp_path):
+    """Build a wheel from a copy of the source, install it into an empty folder, and load the
+    default model from there: the weights and registry travel as package data."""
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "stemsplit", src / "stemsplit", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, cwd=tmp_path)
+    wheel = next((tmp_path / "dist").glob("stemsplit-*.whl"))
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    probe = ("import stemsplit.pretrained as p; m = p.resolve_model(None); "
+             "print(p.__file__); print(p.default_model_name(), m.stems, len(p.list_models()))")
+    proc = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(site)},
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    out = proc.stdout.splitlines()
+    assert out[0].startswith(str(site))
+    assert out[1].split()[0] == pretrained.default_model_name()
+    assert out[1].endswith(str(len(SHIPPED)))
+
+
+def test_list_models_shows_every_shipped_model_with_its_scores():
+    res = CliRunner().invoke(app, ["separate", "--list-models"])
+    assert res.exit_code == 0
+    lines = res.output.splitlines()
+    assert lines[0].split("\t")[:4] == ["name", "architecture", "size", "stems"]
+    for m in SHIPPED:
+        row = next(line for line in lines if line.startswith(m["name"]))
+        assert f"vocals {m['valid_sdr']['vocals']:.2f}" in row and "MUSDB18-7" in row
