@@ -13,13 +13,37 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 
+def _mode_from_umask() -> int:
+    mask = os.umask(0)  # the only way to read the umask is to set it; read once, at import
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _mode_from_umask()
+
+
+def mkstemp_beside(path: str | Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A hidden temporary file in ``path``'s folder: ``(fd, name)``. It gets the permissions a
+    plain ``open()`` would give, not mkstemp's 0600, so a renamed stem or checkpoint can be read
+    by whoever could read the folder's other files."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", *, fsync: bool = False, **open_kwargs) -> Iterator[IO]:
     """Yield a temporary file in ``path``'s folder; on a clean exit it replaces ``path``,
     on any error it is deleted. ``fsync`` flushes it to disk before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp_beside(path)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh

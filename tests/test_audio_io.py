@@ -84,6 +84,9 @@ def test_writer_is_atomic(tmp_path):
     with AudioWriter(path, 44100, 2, "PCM_16") as w:
         w.write(tone_mix(0.1))
     assert path.exists() and sf.info(path).subtype == "PCM_16"
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert path.stat().st_mode == plain.stat().st_mode  # readable like any file, not mkstemp's 0600
 
 
 def test_unwritable_folder_is_reported(tmp_path):

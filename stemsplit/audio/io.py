@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import soundfile as sf
+
+from stemsplit.atomic import mkstemp_beside
 
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
 FFMPEG_EXTS = {".m4a", ".aac", ".mp4", ".opus", ".webm", ".mkv", ".mov", ".wma", ".ac3", ".mka", ".avi"}
@@ -205,7 +206,7 @@ class AudioWriter:
         fmt = (fmt or self.path.suffix.lstrip(".") or "wav").upper()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+            fd, tmp = mkstemp_beside(self.path, suffix=".part")
             os.close(fd)
         except OSError as exc:
             raise AudioError(f"{self.path.parent}: cannot write output here ({exc.strerror})") from None

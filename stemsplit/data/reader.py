@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from stemsplit.atomic import mkstemp_beside
 from stemsplit.data.cache_format import FORMAT, MIXTURE, DataError, digest
 from stemsplit.data.stats import compute_magnitude_stats
 
@@ -156,7 +156,7 @@ class PreparedDataset:
         tmp = None
         try:
             path.parent.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+            fd, tmp = mkstemp_beside(path, suffix=".npz")
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, mean=mean, std=std)
             os.replace(tmp, path)
