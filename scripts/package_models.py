@@ -9,15 +9,14 @@ usage:
 
 `add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
 and the exact `stemsplit train` command), the training data and its licence, and the
-training-time validation into the checkpoint's metadata and the registry. `--set` may change
-only inference defaults (the `separate` section, e.g. separate.wiener_iterations=1), and is
-recorded in the metadata too.
+training-time validation (with mask_cnn's mask accuracy) into the checkpoint's metadata and
+the registry. `--set` may change only inference defaults (the `separate` section, e.g.
+separate.wiener_iterations=1), and is recorded in the metadata too.
 
 `score` reads `stemsplit evaluate`'s summary.csv (which must hold the shipped models by name
 and the `--oracle` rows), then for each shipped model records the median museval SDR and gSDR
-per stem, the share of the oracle headroom it closes, the mask accuracy (mask_cnn) and its
-speed on a 3-minute stereo song on this machine. The model with the highest mean gSDR
-becomes the default.
+per stem, the share of the oracle headroom it closes and its speed on a 3-minute stereo song
+on this machine. The model with the highest mean gSDR becomes the default.
 """
 from __future__ import annotations
 
@@ -124,8 +123,8 @@ def score(eval_dir: Path) -> None:
         entry["valid_gsdr"] = {s: round(table[(name, s, "gsdr")], 2) for s in entry["stems"]}
         entry["valid_gsdr_mean"] = round(table[(name, "mean", "gsdr")], 2)
         entry["headroom_closed"] = round((entry["valid_gsdr_mean"] - floor) / (limit - floor), 3)
-        entry["speed_x_realtime"] = _speed(PRETRAINED / entry["file"])
         path = PRETRAINED / entry["file"]
+        entry["speed_x_realtime"] = _speed(path)
         ckpt = read_checkpoint(path)
         ckpt["meta"]["validation"] = {
             "split": "musdb18-7 valid (14 tracks)", "sdr_median": entry["valid_sdr"],
