@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from stemsplit.data.synth_plan import Chord, DrumHit, Note, SongPlan
+from stemsplit.data.synth.plan import Chord, DrumHit, Note, SongPlan
 
 TABLE = 2048
 

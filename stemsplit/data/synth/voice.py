@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemsplit.data.synth_instruments import midi_hz
-from stemsplit.data.synth_plan import Note
+from stemsplit.data.synth.instruments import midi_hz
+from stemsplit.data.synth.plan import Note
 
 HOP = 64
 # formant frequencies (Hz) of the vowels a, e, i, o, u for an adult male voice
