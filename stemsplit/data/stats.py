@@ -1,8 +1,9 @@
 """Per-frequency-bin statistics of ``log1p(|STFT|)``, the numbers models normalise their input by.
 
-The STFT matches ``stemsplit.audio.stft.STFT``: periodic Hann window, ``center=True``. Long
-signals are processed in blocks so that a four-minute track never needs its whole spectrogram
-in memory; the block edges change the figures by far less than they vary between tracks.
+The STFT is ``stemsplit.audio.stft.STFT``, the one the models and the engine use. Long signals
+are processed in blocks, each framed on its own (``center=True``), so that a four-minute track
+never needs its whole spectrogram in memory; the block edges change the figures by far less
+than they vary between tracks.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Iterable
 
 import numpy as np
 import torch
+
+from stemsplit.audio.stft import STFT
+from stemsplit.config import STFTConfig
 
 # Frames per STFT block: bounds memory to about 2049 bins x 256 frames x 8 bytes per channel.
 _BLOCK_FRAMES = 256
@@ -21,8 +25,8 @@ class StatsAccumulator:
     def __init__(self, n_fft: int, hop_length: int):
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.window = torch.hann_window(n_fft, periodic=True, dtype=torch.float32)
-        n_bins = n_fft // 2 + 1
+        self.stft = STFT(STFTConfig(n_fft=n_fft, hop_length=hop_length))
+        n_bins = self.stft.n_bins
         self.total = torch.zeros(n_bins, dtype=torch.float64)
         self.total_sq = torch.zeros(n_bins, dtype=torch.float64)
         self.frames = 0
@@ -36,10 +40,7 @@ class StatsAccumulator:
             piece = wav[:, start:start + block]
             if piece.shape[-1] < 2:
                 continue
-            pad_mode = "reflect" if piece.shape[-1] > self.n_fft // 2 else "constant"
-            spec = torch.stft(piece, self.n_fft, self.hop_length, window=self.window, center=True,
-                              pad_mode=pad_mode, return_complex=True)
-            logmag = torch.log1p(spec.abs()).to(torch.float64)  # (channels, bins, frames)
+            logmag = torch.log1p(self.stft(piece).abs()).to(torch.float64)  # (channels, bins, frames)
             self.total += logmag.sum(dim=(0, 2))
             self.total_sq += (logmag * logmag).sum(dim=(0, 2))
             self.frames += logmag.shape[0] * logmag.shape[2]
