@@ -27,13 +27,20 @@ def test_streaming_resampler_equals_one_shot(orig, new):
 
 
 def test_channel_layouts():
+    torch.manual_seed(0)
     mono = torch.randn(1, 10)
-    assert torch.equal(to_model_channels(mono, 2), mono.expand(2, -1))
+    assert torch.equal(to_model_channels(mono, 2), mono.expand(2, -1))  # mono is duplicated
+    assert torch.equal(to_model_channels(mono, 1), mono)
     six = torch.randn(6, 10)
-    assert torch.equal(to_model_channels(six[:2], 2), six[:2])
+    assert torch.equal(to_model_channels(six, 2), six[:2])  # a 5.1 file: the first two channels
+    assert torch.equal(to_model_channels(six, 1), six[:2].mean(0, keepdim=True))  # front L/R only
+    stereo = six[:2]
+    assert torch.equal(to_model_channels(stereo, 2), stereo)
     stems = torch.randn(4, 2, 10)
-    assert to_output_channels(stems, 1).shape == (4, 1, 10)
-    assert to_output_channels(stems, 2).shape == (4, 2, 10)
+    assert torch.equal(to_output_channels(stems, 1), stems.mean(-2, keepdim=True))  # mono in, mono out
+    assert torch.equal(to_output_channels(stems, 2), stems)
+    mono_stems = torch.randn(4, 1, 10)
+    assert torch.equal(to_output_channels(mono_stems, 1), mono_stems)
 
 
 def test_clipping_protection():
