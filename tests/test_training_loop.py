@@ -123,11 +123,24 @@ def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path):
     full = run_train(_options("lstm", corpus, tmp_path / "full"))
     assert full.step == 8
 
-    cut = run_train(_options("lstm", corpus, tmp_path / "cut"), on_step=_send_at(3, signal.SIGINT))
+    # handlers of our own: the run must replace them while it trains and put them back after
+    def ours_int(signum, frame):
+        raise AssertionError("SIGINT reached the caller's handler during training")
+
+    def ours_term(signum, frame):
+        raise AssertionError("SIGTERM reached the caller's handler during training")
+
+    before = {sig: signal.signal(sig, h) for sig, h in ((signal.SIGINT, ours_int), (signal.SIGTERM, ours_term))}
+    try:
+        cut = run_train(_options("lstm", corpus, tmp_path / "cut"), on_step=_send_at(3, signal.SIGINT))
+        after = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    finally:
+        for sig, h in before.items():
+            signal.signal(sig, h)
+    assert after == {signal.SIGINT: ours_int, signal.SIGTERM: ours_term}  # handlers were restored
     assert cut.stopped_by == "SIGINT" and cut.step == 4  # the flag is read at the next step
     saved = read_checkpoint(tmp_path / "cut" / "last.ckpt")["train_state"]["progress"]
     assert saved["step"] == 4 and saved["finished"] is False
-    assert signal.getsignal(signal.SIGINT) is not None  # handlers were restored
 
     resumed = run_train(TrainOptions(resume=tmp_path / "cut", device="cpu"))
     assert resumed.step == 8 and resumed.stopped_by == "epochs"
