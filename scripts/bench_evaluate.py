@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from stemsplit.checkpoint import save_checkpoint  # noqa: E402
 from stemsplit.config import load_config  # noqa: E402
 from stemsplit.data.cache import CacheWriter  # noqa: E402
-from stemsplit.models import build_model  # noqa: E402
+from stemsplit.models import DEFAULT_ARCHITECTURE, build_model  # noqa: E402
 from stemsplit.pipelines.evaluate import EvaluateRequest, evaluate  # noqa: E402
 
 SR = 44100
@@ -66,9 +66,9 @@ def run(report: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="stemsplit-bench-eval-") as tmp:
         tmp = Path(tmp)
         data = make_corpus(tmp / "data")
-        cfg = load_config(ROOT / "configs" / "lstm.yaml")
+        cfg = load_config(ROOT / "configs" / f"{DEFAULT_ARCHITECTURE}.yaml")
         torch.manual_seed(0)
-        ckpt = tmp / "lstm.ckpt"
+        ckpt = tmp / "model.ckpt"
         save_checkpoint(ckpt, build_model(cfg), cfg)
         figures: dict[str, dict] = {}
         for metrics, workers in (("both", 1), ("both", 2), ("fast", 1)):
@@ -77,7 +77,7 @@ def run(report: dict) -> None:
                                                          "seconds": round(seconds, 1)}
     report["evaluate"] = {
         "corpus": f"{TRACKS} generated tracks, {SECONDS:g} s stereo 44.1 kHz, 4 stems",
-        "model": "lstm (configs/lstm.yaml, random weights), chunked engine on CPU",
+        "model": f"{DEFAULT_ARCHITECTURE} (configs/{DEFAULT_ARCHITECTURE}.yaml, random weights), chunked engine on CPU",
         "cpu_count": os.cpu_count(),
         "runs": figures,
     }

@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stemsplit.audio.io import AudioWriter  # noqa: E402
+from stemsplit.models import names  # noqa: E402
 
-ARCHS = ("mask_cnn", "lstm", "unet")
+# every registered family that has a config, with random weights
+ARCHS = tuple(n for n in names() if (ROOT / "configs" / f"{n}.yaml").is_file())
 SR = 44100
 
 

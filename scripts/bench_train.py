@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from stemsplit.data.cache import CacheWriter  # noqa: E402
+from stemsplit.models import names  # noqa: E402
 from stemsplit.pipelines.train import TrainOptions, run_train  # noqa: E402
 
-ARCHS = ("mask_cnn", "lstm", "unet")
+ARCHS = tuple(n for n in names() if (ROOT / "configs" / f"{n}.yaml").is_file())  # every family with a config
 STEMS = ["vocals", "drums", "bass", "other"]
 SR = 44100
 

@@ -6,10 +6,11 @@ usage:
                                                          RUN_DIR/best.ckpt -> stemsplit/pretrained/NAME.ckpt
   scripts/package_models.py score EVAL_DIR               validation scores, speed and the default
   scripts/package_models.py report EVAL_DIR              the README's markdown tables
+  scripts/package_models.py recipes                      "name config --set k=v ..." per shipped model
 
 `add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
 and the exact `stemsplit train` command), the training data and its licence, and the
-training-time validation (with mask_cnn's mask accuracy) into the checkpoint's metadata and
+training-time validation (with a binary-mask model's mask accuracy) into the checkpoint's metadata and
 the registry. `--set` may change only inference defaults (the `separate` section, e.g.
 separate.wiener_iterations=1), and is recorded in the metadata too.
 
@@ -90,7 +91,7 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
              "steps": meta.get("steps"), "best_step": meta.get("best_step"),
              "trained_on": f"MUSDB18-7 train, {meta.get('best_step')} steps", "training_data": TRAINING_DATA, "licence": LICENCE,
              "recipe": meta["recipe"]["command"]}
-    if "mask_accuracy" in train_scores:  # mask_cnn: share of bins whose binary mask is right, in %
+    if "mask_accuracy" in train_scores:  # binary-mask models: share of bins whose binary mask is right, in %
         entry["mask_accuracy"] = {k: round(100 * float(v), 1) for k, v in train_scores["mask_accuracy"].items()}
     reg.setdefault("models", {})[name] = entry
     _save_registry(reg)
@@ -168,6 +169,14 @@ def report(eval_dir: Path) -> None:
         print("| seed study (its validation) | " + " | ".join(f"{SEED_ACCURACY[s]:.1f}" for s in STEMS) + " |")
 
 
+def recipes() -> None:
+    """One line per model of stemsplit/pretrained/recipes.yaml, for train_default_models.sh."""
+    import yaml
+
+    for name, recipe in yaml.safe_load((PRETRAINED / "recipes.yaml").read_text())["models"].items():
+        print(name, recipe["config"], " ".join(f"--set {s}" for s in recipe.get("set", [])))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -180,11 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("eval_dir", type=Path)
     p_report = sub.add_parser("report")
     p_report.add_argument("eval_dir", type=Path)
+    sub.add_parser("recipes")
     args = ap.parse_args(argv)
     if args.cmd == "add":
         add(args.name, args.run_dir, args.fp32, args.overrides)
     elif args.cmd == "score":
         score(args.eval_dir)
+    elif args.cmd == "recipes":
+        recipes()
     else:
         report(args.eval_dir)
     return 0

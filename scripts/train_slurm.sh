@@ -2,7 +2,7 @@
 # Multi-node training through torchrun under SLURM: one torchrun per node, GPUS_PER_NODE
 # workers each. Submit from the repository root:
 #
-#   sbatch --nodes=2 scripts/train_slurm.sh configs/lstm.yaml data/musdb18 runs/lstm
+#   sbatch --nodes=2 scripts/train_slurm.sh configs/<model>.yaml data/musdb18 runs/<model>
 #
 # A job that is preempted or hits its time limit gets SIGTERM (--signal below asks for it
 # 120 s early); every rank saves at the same step and rank 0 writes runs/.../last.ckpt.

@@ -18,12 +18,13 @@ from torch import nn
 
 from stemsplit.atomic import atomic_open
 from stemsplit.config import Config, ConfigError, config_from_dict, config_to_dict
+from stemsplit.errors import StemsplitError
 from stemsplit.models import build_model, model_args
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(StemsplitError, RuntimeError):
     """A file that is not a usable stemsplit checkpoint; the message is meant for people."""
 
 
@@ -106,12 +107,24 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def _check_header(ckpt: dict, cfg: Config, where: str) -> None:
+    """The self-describing header (model name and args, stems, rate) must agree with the config:
+    tools read the header without building a config, so a disagreement is a damaged file."""
+    expected = {"model": {"name": cfg.model.name, "args": {**config_to_dict(cfg)["model"], **model_args(cfg)}},
+                "stems": list(cfg.stems), "sample_rate": cfg.audio.sample_rate}
+    for key, value in expected.items():
+        if ckpt.get(key) != value:
+            raise CheckpointError(f"{where}: its '{key}' header ({ckpt.get(key)!r:.80}) disagrees with its "
+                                  "config; the file was edited or damaged: re-train or re-download it")
+
+
 def model_from_checkpoint(ckpt: dict, path: str | Path | None = None) -> LoadedModel:
     where = str(path) if path else "checkpoint"
     try:
         cfg = config_from_dict(ckpt["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{where}: its config is not valid for this stemsplit ({exc})") from None
+    _check_header(ckpt, cfg, where)
     model = build_model(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     try:

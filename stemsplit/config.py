@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
+from stemsplit.atomic import write_text_atomic
+from stemsplit.errors import ConfigError  # re-exported: config users import it from here
+
 STEMS = ("vocals", "drums", "bass", "other")
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message is meant for people."""
 
 
 # --- sections ----------------------------------------------------------------------------
@@ -38,52 +39,24 @@ class STFTConfig:
 
 
 @dataclass
-class MaskCNNParams:
-    """Seed-study CNN: a context window of frames -> the centre frame's binary mask."""
-
-    context_frames: int = 25
-    conv_channels: list[int] = field(default_factory=lambda: [8, 16, 16, 16])
-    hidden_size: int = 32
-    dropout: float = 0.25
-    leaky_slope: float = 0.01
-
-
-@dataclass
-class LSTMParams:
-    """Open-Unmix style BiLSTM mask model."""
-
-    hidden_size: int = 256
-    num_layers: int = 3
-    max_bin: int = 1487  # ~16 kHz at n_fft 4096 / 44.1 kHz: the band the encoder sees
-    dropout: float = 0.2
-
-
-@dataclass
-class UNetParams:
-    """Spleeter style 2D U-Net over spectrogram patches."""
-
-    base_channels: int = 8
-    depth: int = 6
-    max_bin: int = 1024  # the U-Net sees bins [0, max_bin); must be divisible by 2**depth
-    dropout: float = 0.3
-
-
-MODEL_PARAMS: dict[str, type] = {
-    "mask_cnn": MaskCNNParams,
-    "lstm": LSTMParams,
-    "unet": UNetParams,
-}
-
-
-@dataclass
 class ModelConfig:
     """``name`` picks the architecture; ``params`` holds that architecture's own fields.
 
-    In YAML the params sit beside the name: ``model: {name: lstm, hidden_size: 256}``.
+    In YAML the params sit beside the name: ``model: {name: <architecture>, hidden_size: 256}``.
     """
 
-    name: str = "lstm"
-    params: Any = field(default_factory=LSTMParams)
+    name: str = ""
+    params: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.name:  # the default architecture, with its default params
+            from stemsplit.models import DEFAULT_ARCHITECTURE
+
+            self.name = DEFAULT_ARCHITECTURE
+        if self.params is None:
+            from stemsplit.models import model_class
+
+            self.params = model_class(self.name).params_class()
 
 
 @dataclass
@@ -132,7 +105,7 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
     compile: bool = False
     tensorboard: bool = False
-    mask_threshold: float = 0.5  # T in the binary target B = S > T * M (mask_cnn)
+    mask_threshold: float = 0.5  # T in the binary target B = S > T * M (binary-mask models)
     plateau_factor: float = 0.5  # schedule plateau: multiply the rate by this ...
     plateau_patience: int = 3  # ... after this many validations without improvement
     log_every_steps: int = 10  # plain log lines and metrics.csv train rows
@@ -217,12 +190,13 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 
 def _build_model(raw: dict, where: str) -> ModelConfig:
     raw = dict(raw)
-    name = raw.pop("name", ModelConfig.name)
-    if name not in MODEL_PARAMS:
-        raise ConfigError(
-            f"{where}.name: unknown model {name!r}; valid models are: {', '.join(MODEL_PARAMS)}"
-        )
-    params = _build(MODEL_PARAMS[name], raw, where)
+    from stemsplit.models import DEFAULT_ARCHITECTURE, model_class
+
+    name = raw.pop("name", DEFAULT_ARCHITECTURE)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.name: expected a model name, got {name!r}")
+    cls = model_class(name)  # ConfigError naming model.name and the valid names
+    params = _build(cls.params_class, raw, where)
     return ModelConfig(name=name, params=params)
 
 
@@ -246,13 +220,12 @@ def _check(cfg: Config) -> None:
         value = getattr(cfg.train, key)
         if value not in choices:
             raise ConfigError(f"train.{key}: {value!r} is not one of: {', '.join(choices)}")
-    p = cfg.model.params
-    if cfg.model.name == "mask_cnn" and p.context_frames % 2 == 0:
-        raise ConfigError("model.context_frames: must be odd so that there is a centre frame")
-    if cfg.model.name in ("lstm", "unet") and p.max_bin > cfg.n_bins:
-        raise ConfigError(f"model.max_bin: {p.max_bin} exceeds the {cfg.n_bins} STFT bins")
-    if cfg.model.name == "unet" and p.max_bin % (2 ** p.depth):
-        raise ConfigError(f"model.max_bin: must be divisible by 2**depth = {2 ** p.depth}")
+    if cfg.stft.window != "hann":
+        raise ConfigError(f"stft.window: only 'hann' is supported, got {cfg.stft.window!r}")
+    from stemsplit.models import model_class
+
+    model_class(cfg.model.name).check_params(cfg.model.params, n_bins=cfg.n_bins, n_channels=cfg.audio.channels,
+                                             n_stems=len(cfg.stems))
 
 
 def config_from_dict(raw: dict, where: str = "") -> Config:
@@ -328,4 +301,5 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write ``cfg`` as YAML, atomically: the file is complete or absent."""
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,20 +1,28 @@
+from dataclasses import dataclass
+
 import pytest
 import torch
-from torch import nn
 
 from stemsplit.config import load_config
-from stemsplit.models import build_model
-from stemsplit.separation.engine import EngineOptions, Separator, choose_device, crossfade_window
+from stemsplit.models import SeparationModel, build_model
+from stemsplit.separation.engine import Separator, crossfade_window
+from stemsplit.settings import EngineSettings
 from stemsplit.separation.wiener import wiener
 from conftest import CONFIGS, tiny_config
 
 
-class PassThrough(nn.Module):
+@dataclass
+class _NoParams:
+    pass
+
+
+class PassThrough(SeparationModel):
     """A model whose every mask is 1: separation must give the input back for every stem."""
 
+    params_class = _NoParams
+
     def __init__(self, n_stems: int):
-        super().__init__()
-        self.n_stems = n_stems
+        super().__init__(_NoParams(), n_bins=0, n_channels=2, n_stems=n_stems)
 
     def forward(self, mag):
         return torch.ones(mag.shape[0], self.n_stems, *mag.shape[1:])
@@ -31,7 +39,7 @@ def signal():
 def test_pass_through_mask_returns_the_input(signal, segment, overlap):
     """Overlap-add adds nothing of its own, at every segment and overlap setting."""
     cfg = load_config(CONFIGS / "lstm.yaml")
-    sep = Separator(PassThrough(4), cfg, EngineOptions(segment_seconds=segment, overlap=overlap))
+    sep = Separator(PassThrough(4), cfg, EngineSettings(segment_seconds=segment, overlap=overlap))
     out = sep.separate_tensor(signal)
     assert out.shape == (4, *signal.shape)
     for s in range(4):
@@ -44,8 +52,8 @@ def test_mask_cnn_chunked_equals_unchunked(signal, segment, overlap):
     cfg = load_config(CONFIGS / "mask_cnn.yaml")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    whole = Separator(model, cfg, EngineOptions(segment_seconds=1000)).separate_tensor(signal)
-    chunked = Separator(model, cfg, EngineOptions(segment_seconds=segment, overlap=overlap))
+    whole = Separator(model, cfg, EngineSettings(segment_seconds=1000)).separate_tensor(signal)
+    chunked = Separator(model, cfg, EngineSettings(segment_seconds=segment, overlap=overlap))
     assert chunked.num_segments(signal.shape[-1]) > 1
     out = chunked.separate_tensor(signal)
     assert (out - whole).norm() / whole.norm() < 1e-4
@@ -53,7 +61,7 @@ def test_mask_cnn_chunked_equals_unchunked(signal, segment, overlap):
 
 def test_segments_are_hop_aligned_and_counted():
     cfg = load_config(CONFIGS / "unet.yaml")
-    sep = Separator(PassThrough(4), cfg, EngineOptions(segment_seconds=3.0, overlap=0.25))
+    sep = Separator(PassThrough(4), cfg, EngineSettings(segment_seconds=3.0, overlap=0.25))
     hop = cfg.stft.hop_length
     assert sep.segment % hop == 0 and sep.overlap % hop == 0
     x = torch.randn(2, 44100 * 10)
@@ -75,7 +83,7 @@ def test_crossfade_windows_sum_to_one():
 def test_every_architecture_separates_short_and_silent_input(arch):
     cfg = tiny_config(arch)
     model = build_model(cfg).eval()
-    sep = Separator(model, cfg, EngineOptions(segment_seconds=0.5, overlap=0.25))
+    sep = Separator(model, cfg, EngineSettings(segment_seconds=0.5, overlap=0.25))
     for x in (torch.zeros(2, 22050), torch.randn(2, 300) * 0.1, torch.randn(2, 44100) * 0.1):
         out = sep.separate_tensor(x)
         assert out.shape == (len(cfg.stems), 2, x.shape[-1]) and torch.isfinite(out).all()
@@ -84,7 +92,7 @@ def test_every_architecture_separates_short_and_silent_input(arch):
 def test_shifts_and_wiener_keep_shape_and_stay_finite(signal):
     cfg = tiny_config("unet")
     model = build_model(cfg).eval()
-    sep = Separator(model, cfg, EngineOptions(segment_seconds=1.0, shifts=3, wiener_iterations=2))
+    sep = Separator(model, cfg, EngineSettings(segment_seconds=1.0, shifts=3, wiener_iterations=2))
     out = sep.separate_tensor(signal[:, :44100])
     assert out.shape == (4, 2, 44100) and torch.isfinite(out).all()
 
@@ -94,8 +102,8 @@ def test_the_model_config_sets_the_default_wiener_iterations(signal):
     model = build_model(cfg).eval()
     x = signal[:, :44100]
     by_config = Separator(model, cfg).separate_tensor(x)
-    explicit = Separator(model, cfg, EngineOptions(wiener_iterations=1)).separate_tensor(x)
-    plain = Separator(model, cfg, EngineOptions(wiener_iterations=0)).separate_tensor(x)
+    explicit = Separator(model, cfg, EngineSettings(wiener_iterations=1)).separate_tensor(x)
+    plain = Separator(model, cfg, EngineSettings(wiener_iterations=0)).separate_tensor(x)
     torch.testing.assert_close(by_config, explicit)
     assert not torch.allclose(by_config, plain, atol=1e-4)
 
@@ -115,13 +123,3 @@ def test_wiener_uses_spatial_cues_and_conserves_the_mixture():
     plain, refined = wiener(mix, mags, 0), wiener(mix, mags, 3)
     assert err(refined) < err(plain)
     assert (refined.sum(0) - mix).norm() / mix.norm() < 1e-2  # exact up to the regulariser
-
-
-def test_device_choice():
-    assert choose_device("cpu").type == "cpu"
-    assert choose_device("auto").type in ("cpu", "cuda", "mps")
-    with pytest.raises(ValueError, match="choose auto, cpu, cuda or mps"):
-        choose_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
-            choose_device("cuda")

@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from stemsplit.atomic import mkstemp_beside
+from stemsplit.errors import StemsplitError
 
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
 FFMPEG_EXTS = {".m4a", ".aac", ".mp4", ".opus", ".webm", ".mkv", ".mov", ".wma", ".ac3", ".mka", ".avi"}
@@ -30,7 +31,7 @@ SUBTYPES = {("wav", 16): "PCM_16", ("wav", 24): "PCM_24", ("wav", 32): "FLOAT",
             ("flac", 16): "PCM_16", ("flac", 24): "PCM_24"}
 
 
-class AudioError(RuntimeError):
+class AudioError(StemsplitError, RuntimeError):
     """An audio file that cannot be read or written; the message names the file and the problem."""
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from stemsplit.config import STFTConfig
+from stemsplit.config import ConfigError, STFTConfig
 
 
 class STFT:
     def __init__(self, cfg: STFTConfig):
         if cfg.window != "hann":
-            raise ValueError(f"stft.window: only 'hann' is supported, got {cfg.window!r}")
+            raise ConfigError(f"stft.window: only 'hann' is supported, got {cfg.window!r}")
         self.n_fft = cfg.n_fft
         self.hop_length = cfg.hop_length
         self._windows: dict[tuple, torch.Tensor] = {}

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from stemsplit.config import Config, ConfigError, load_config
+from stemsplit.errors import StemsplitError
+from stemsplit.settings import EngineSettings
 
 app = typer.Typer(
     name="stemsplit",
@@ -42,7 +44,7 @@ class ProgressUI:
             self.progress.stop()
 
 
-class UserError(Exception):
+class UserError(StemsplitError):
     """An error caused by input the user can fix; printed as one line, exit code 2."""
 
 
@@ -65,15 +67,42 @@ def is_tty() -> bool:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn errors the user can act on into one line on stderr and exit code 2."""
-    from stemsplit.audio.io import AudioError
-    from stemsplit.checkpoint import CheckpointError
-    from stemsplit.data.cache import DataError
-
+    """Turn every StemsplitError into one line on stderr and its exit code (2 for bad input)."""
     try:
         yield
-    except (UserError, ConfigError, CheckpointError, AudioError, DataError) as exc:
-        fail(str(exc))
+    except StemsplitError as exc:
+        fail(one_line(exc), code=exc.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted")
         raise typer.Exit(130)
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- the separation flags: one option group shared by `separate` and `evaluate` ---------------
+
+PANEL = "Separation engine"
+SegmentOpt = Annotated[Optional[float], typer.Option(
+    "--segment", help="Segment length in seconds (default: the model's own).", rich_help_panel=PANEL)]
+OverlapOpt = Annotated[Optional[float], typer.Option(
+    "--overlap", help="Segment overlap as a fraction in [0, 1) (default: the model's own).",
+    rich_help_panel=PANEL)]
+ShiftsOpt = Annotated[int, typer.Option(
+    "--shifts", help="Test-time augmentation: average over N sub-hop shifted passes.", rich_help_panel=PANEL)]
+WienerOpt = Annotated[Optional[int], typer.Option(
+    "--wiener-iterations", help="Multichannel Wiener post-filter iterations (default: the model's own, "
+    "separate.wiener_iterations).", rich_help_panel=PANEL)]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+
+
+def engine_settings(segment: float | None, overlap: float | None, shifts: int, wiener_iterations: int | None,
+                    device: str) -> EngineSettings:
+    """The shared flags as checked EngineSettings; a bad value exits 2 before any work starts."""
+    with user_errors():
+        return EngineSettings(segment_seconds=segment, overlap=overlap, shifts=shifts,
+                              wiener_iterations=wiener_iterations, device=device).checked()

@@ -7,7 +7,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from stemsplit.cli.common import ProgressUI, app, console, fail, is_tty, user_errors
+from stemsplit.cli.common import (DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app, console,
+                                  engine_settings, fail, is_tty, user_errors)
 
 
 class RichUI(ProgressUI):
@@ -75,6 +76,15 @@ def _list_models() -> None:
     licences = sorted({m["licence"] for m in models if m.get("licence")})
     for text in licences:
         console.print(f"training data licence: {text}", soft_wrap=True, markup=False)
+    console.print(_architectures_line(), soft_wrap=True, markup=False, highlight=False)
+
+
+def _architectures_line() -> str:
+    """The families `stemsplit train` can build, from the model registry."""
+    from stemsplit.models import model_class, names
+
+    kinds = [f"{n} ({model_class(n).input_kind} -> {model_class(n).output_kind})" for n in names()]
+    return "architectures to train (stemsplit train --config configs/<name>.yaml): " + ", ".join(kinds)
 
 
 @app.command()
@@ -89,38 +99,33 @@ def separate(
     fmt: str = typer.Option("wav", "--format", help="wav or flac."),
     bits: int = typer.Option(16, help="16 or 24 (int), or 32 (float, wav only)."),
     clip: str = typer.Option("rescale", help="Clipping protection: rescale, clamp or none."),
-    segment: Optional[float] = typer.Option(None, help="Segment length in seconds (default: model's)."),
-    overlap: Optional[float] = typer.Option(None, help="Segment overlap as a fraction in [0, 1)."),
-    shifts: int = typer.Option(0, help="Test-time augmentation: average over N shifted passes."),
-    wiener_iterations: Optional[int] = typer.Option(
-        None, "--wiener-iterations",
-        help="Multichannel Wiener post-filter iterations (default: the model's own, separate.wiener_iterations)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    segment: SegmentOpt = None,
+    overlap: OverlapOpt = None,
+    shifts: ShiftsOpt = 0,
+    wiener_iterations: WienerOpt = None,
+    device: DeviceOpt = "auto",
     jobs: Optional[int] = typer.Option(None, help="CPU threads for torch."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose outputs all exist."),
     shard: Optional[str] = typer.Option(None, help="i/N: process only the i-th of N interleaved shares."),
     list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
 ) -> None:
     """Separate songs into stems: `stemsplit separate song.mp3`."""
-    from stemsplit.pipelines.separate import SeparateError, SeparateRequest, parse_shard, run_separate
+    from stemsplit.pipelines.separate import SeparateRequest, parse_shard, run_separate
 
     if list_models:
         _list_models()
         return
     if not inputs:
         fail("no input given; usage: stemsplit separate SONG_OR_FOLDER [...]")
+    engine = engine_settings(segment, overlap, shifts, wiener_iterations, device)
     with user_errors():
-        try:
-            req = SeparateRequest(
-                inputs=list(inputs), out_dir=out, filename=filename, model=model,
-                stems=[s.strip() for s in stems.split(",") if s.strip()] if stems else None,
-                residual=residual, fmt=fmt.lower(), bits=bits, clip=clip, segment=segment,
-                overlap=overlap, shifts=shifts, wiener_iterations=wiener_iterations, device=device,
-                jobs=jobs, skip_existing=skip_existing, shard=parse_shard(shard) if shard else None)
-            with RichUI(is_tty()) as ui:
-                summary = run_separate(req, ui)
-        except SeparateError as exc:
-            fail(str(exc))
+        req = SeparateRequest(
+            inputs=list(inputs), out_dir=out, filename=filename, model=model,
+            stems=[s.strip() for s in stems.split(",") if s.strip()] if stems else None,
+            residual=residual, fmt=fmt.lower(), bits=bits, clip=clip, engine=engine,
+            jobs=jobs, skip_existing=skip_existing, shard=parse_shard(shard) if shard else None)
+        with RichUI(is_tty()) as ui:
+            summary = run_separate(req, ui)
     n_ok, n_skip, n_fail = len(summary.done), len(summary.skipped), len(summary.failed)
     rate = f", {summary.audio_seconds / summary.seconds:.1f}x real time" if summary.seconds and n_ok else ""
     console.print(f"separated {n_ok} file(s), skipped {n_skip}, failed {n_fail} in {summary.seconds:.1f}s{rate}",

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from stemsplit.cli.common import SET_HELP, app, console, fail, is_tty, user_errors
+from stemsplit.cli.common import SET_HELP, DeviceOpt, app, console, is_tty, user_errors
 
 
 @app.command("train")
@@ -23,20 +23,16 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N or mps."),
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train a separation model from a config; resumable, and multi-GPU under torchrun."""
     from stemsplit.pipelines.train import TrainOptions, run_train
-    from stemsplit.training.loop import TrainingDiverged
     from stemsplit.training.signals import EXIT_CODES
 
     opts = TrainOptions(config=config, data=data, out=out, resume=resume, overrides=list(overrides or []),
                         device=device, tty=is_tty(), console=console)
-    with user_errors():
-        try:
-            result = run_train(opts)
-        except TrainingDiverged as exc:
-            fail(str(exc), code=1)
+    with user_errors():  # a diverged run exits 1, bad input 2
+        result = run_train(opts)
     if result.stopped_by in EXIT_CODES:
         raise typer.Exit(EXIT_CODES[result.stopped_by])
     if result.stopped_by != "already_finished" and os.environ.get("RANK", "0") == "0":

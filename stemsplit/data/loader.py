@@ -15,16 +15,18 @@ same excerpts in the same order with less traffic:
 On a 2-core machine the float32 batch itself is the cost (it must be written once in the
 training process's memory), so 0 workers is usually fastest there; see scripts/bench_data.py.
 
-Every index is already a random draw (seeded by seed, epoch and index), so batches are
-consecutive index ranges and there is nothing to shuffle.
+Every index is already a random draw (seeded by seed, epoch and index), so by default batches
+are consecutive index ranges and there is nothing to shuffle. Training passes its own index
+sampler (``training.sampler.ResumableSampler``: an epoch's permutation, split between DDP ranks,
+resumable mid-epoch); this loader is the trainer's only data path.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 
 class _RawBatches(Dataset):
@@ -70,15 +72,20 @@ class ExcerptLoader:
     """
 
     def __init__(self, excerpts, batch_size: int, num_workers: int = 0, drop_last: bool = True,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, *, sampler: Sampler[int] | None = None,
+                 worker_init_fn: Callable[[int], None] | None = None, seed: int = 0):
         self.excerpts = excerpts
         self.device = torch.device(device) if device is not None else None
         on_gpu = self.device is not None and self.device.type != "cpu"
         self.raw = excerpts.raw_transport and (num_workers > 0 or on_gpu)
-        sampler = BatchSampler(SequentialSampler(range(len(excerpts))), batch_size, drop_last)
+        indices = sampler if sampler is not None else SequentialSampler(range(len(excerpts)))
+        # A private generator: starting an iterator must not draw from the global torch RNG, or a
+        # resumed run (which starts one mid-epoch) would diverge from an uninterrupted one.
+        self.generator = torch.Generator().manual_seed(seed)
         self._loader = DataLoader(_RawBatches(excerpts) if self.raw else excerpts, batch_size=None,
-                                  sampler=sampler, num_workers=num_workers, persistent_workers=False,
-                                  pin_memory=on_gpu)
+                                  sampler=BatchSampler(indices, batch_size, drop_last), num_workers=num_workers,
+                                  persistent_workers=False, pin_memory=on_gpu, worker_init_fn=worker_init_fn,
+                                  generator=self.generator, prefetch_factor=4 if num_workers else None)
 
     def __len__(self) -> int:
         return len(self._loader)

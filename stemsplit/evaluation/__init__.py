@@ -9,7 +9,9 @@
 """
 from __future__ import annotations
 
+from stemsplit.errors import StemsplitError
 
-class EvaluationError(RuntimeError):
+
+class EvaluationError(StemsplitError, RuntimeError):
     """Evaluation input that cannot be used (stems mismatch, bad estimates folder...);
     the message is one line meant for people."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,9 @@ import numpy as np
 
 from stemsplit.audio.io import audio_info, is_audio_path, read_audio
 from stemsplit.evaluation import EvaluationError
+from stemsplit.settings import EngineSettings
 
 MODEL, ESTIMATES, ORACLE = "model", "estimates", "oracle"
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """The separation settings that change a model's estimates (part of its cache key)."""
-
-    segment_seconds: float | None = None
-    overlap: float | None = None
-    shifts: int = 0
-    wiener_iterations: int | None = None  # None: the model's default
 
 
 @dataclass
@@ -40,8 +31,7 @@ class MethodSpec:
     source: str  # checkpoint path or shipped name | estimates folder | oracle method
     key: str  # cache key: a hash of everything that decides the estimates
     stems: list[str]  # in the dataset's order
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    device: str = "cpu"
+    engine: EngineSettings = field(default_factory=EngineSettings)  # models: flags and device
     stft: tuple[int, int] = (4096, 1024)  # oracles: (n_fft, hop_length)
     info: dict[str, Any] = field(default_factory=dict)  # shown in scores.json
 
@@ -59,7 +49,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def model_key(checkpoint_hash: str, engine: EngineSettings) -> str:
-    return hash_key({"kind": MODEL, "checkpoint": checkpoint_hash, "engine": asdict(engine)})
+    return hash_key({"kind": MODEL, "checkpoint": checkpoint_hash, "engine": engine.cache_fields()})
 
 
 def estimates_key(folder: Path) -> str:
@@ -132,22 +122,19 @@ def load_estimates(files: dict[str, Path], stems: list[str], length: int, channe
 
 # --- producing estimates in a worker ----------------------------------------------------------
 
-_SEPARATORS: dict[tuple, Any] = {}  # per process: (source, engine, device) -> (Separator, model stems)
+_SEPARATORS: dict[tuple, Any] = {}  # per process: (source, engine) -> (Separator, model stems)
 
 
 def _separator(spec: MethodSpec):
-    cache_key = (spec.source, spec.engine, spec.device)
+    cache_key = (spec.source, spec.engine)
     if cache_key not in _SEPARATORS:
         from stemsplit.pretrained import resolve_model
-        from stemsplit.separation.engine import EngineOptions, Separator
+        from stemsplit.separation.engine import Separator
 
         loaded = resolve_model(spec.source)
         loaded.model.eval()
-        options = EngineOptions(segment_seconds=spec.engine.segment_seconds, overlap=spec.engine.overlap,
-                                shifts=spec.engine.shifts, wiener_iterations=spec.engine.wiener_iterations,
-                                device=spec.device)
         _SEPARATORS.clear()  # one model at a time per worker keeps memory bounded
-        _SEPARATORS[cache_key] = (Separator.from_loaded(loaded, options), loaded.stems)
+        _SEPARATORS[cache_key] = (Separator.from_loaded(loaded, spec.engine), loaded.stems)
     return _SEPARATORS[cache_key]
 
 

@@ -4,20 +4,49 @@ Shape letters: B batch, C channels, F frequency bins, T frames, S stems, H hidde
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from stemsplit.config import LSTMParams
+from stemsplit.config import ConfigError
+from stemsplit.models.base import SeparationModel
 from stemsplit.models.common import BinNorm
+from stemsplit.models.registry import register
 
 
-class LSTMSeparator(nn.Module):
+@dataclass
+class LSTMParams:
+    """Open-Unmix style BiLSTM mask model."""
+
+    hidden_size: int = 256
+    num_layers: int = 3
+    max_bin: int = 1487  # ~16 kHz at n_fft 4096 / 44.1 kHz: the band the encoder sees
+    dropout: float = 0.2
+
+
+@register("lstm")
+class LSTMSeparator(SeparationModel):
+    """Magnitude (B, C, F, T) -> masks (B, S, C, F, T); trained on magnitudes with MSE."""
+
+    params_class = LSTMParams
+    input_kind, output_kind, target, default_loss = "magnitude", "masks", "magnitude", "mse"
+
+    @classmethod
+    def check_params(cls, params: LSTMParams, *, n_bins: int, n_channels: int, n_stems: int) -> None:
+        if params.hidden_size < 2 or params.hidden_size % 2:
+            raise ConfigError(f"model.hidden_size: {params.hidden_size} must be even and >= 2 "
+                              "(it is split over two directions)")
+        if params.num_layers < 1:
+            raise ConfigError(f"model.num_layers: must be >= 1, got {params.num_layers}")
+        if not 0 < params.max_bin <= n_bins:
+            raise ConfigError(f"model.max_bin: {params.max_bin} must be in [1, {n_bins}] (the STFT's bins)")
+        if not 0 <= params.dropout < 1:
+            raise ConfigError(f"model.dropout: must be in [0, 1), got {params.dropout}")
+
     def __init__(self, params: LSTMParams, *, n_bins: int, n_channels: int, n_stems: int):
-        super().__init__()
+        super().__init__(params, n_bins=n_bins, n_channels=n_channels, n_stems=n_stems)
         h = params.hidden_size
-        if h % 2:
-            raise ValueError("model.hidden_size must be even (it is split over two directions)")
-        self.n_bins, self.n_channels, self.n_stems = n_bins, n_channels, n_stems
         self.max_bin = min(params.max_bin, n_bins)
 
         # --- input normalisation and encoder (band-limited to max_bin)

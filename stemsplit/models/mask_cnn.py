@@ -21,12 +21,27 @@ weights, so no weight is shared between stems, but each layer is one call instea
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from stemsplit.config import MaskCNNParams
+from stemsplit.config import ConfigError
+from stemsplit.models.base import SeparationModel
 from stemsplit.models.common import BinNorm
+from stemsplit.models.registry import register
+
+
+@dataclass
+class MaskCNNParams:
+    """Seed-study CNN: a context window of frames -> the centre frame's binary mask."""
+
+    context_frames: int = 25
+    conv_channels: list[int] = field(default_factory=lambda: [8, 16, 16, 16])
+    hidden_size: int = 32
+    dropout: float = 0.25
+    leaky_slope: float = 0.01
 
 
 def _pool_freq(h: torch.Tensor) -> torch.Tensor:
@@ -35,11 +50,36 @@ def _pool_freq(h: torch.Tensor) -> torch.Tensor:
     return torch.maximum(h[:, :, 0 : 2 * k : 2], h[:, :, 1 : 2 * k : 2])
 
 
-class MaskCNN(nn.Module):
+@register("mask_cnn")
+class MaskCNN(SeparationModel):
+    """Magnitude (B, C, F, T) -> binary-mask probabilities (B, S, C, F, T); trained with BCE on logits."""
+
+    params_class = MaskCNNParams
+    input_kind, output_kind, target, default_loss = "magnitude", "masks", "binary_mask", "bce"
+    has_logits = True
+
+    @classmethod
+    def check_params(cls, params: MaskCNNParams, *, n_bins: int, n_channels: int, n_stems: int) -> None:
+        if params.context_frames % 2 == 0:
+            raise ConfigError("model.context_frames: must be odd so that there is a centre frame")
+        if not params.conv_channels or min(params.conv_channels) < 1:
+            raise ConfigError("model.conv_channels: needs at least one layer, each with >= 1 channel")
+        if params.context_frames - 2 * len(params.conv_channels) < 1:
+            raise ConfigError(f"model.context_frames: {params.context_frames} is too small for "
+                              f"{len(params.conv_channels)} conv layers (each takes 2 frames); use at least "
+                              f"{2 * len(params.conv_channels) + 1}")
+        if n_bins >> len(params.conv_channels) < 1:
+            raise ConfigError(f"model.conv_channels: {len(params.conv_channels)} layers halve the {n_bins} "
+                              "STFT bins to nothing; use fewer layers or a larger stft.n_fft")
+        if params.hidden_size < 1 or not 0 <= params.dropout < 1:
+            raise ConfigError("model.hidden_size must be >= 1 and model.dropout in [0, 1)")
+
+    def context_frames(self) -> int:
+        return self.context // 2
+
     def __init__(self, params: MaskCNNParams, *, n_bins: int, n_channels: int, n_stems: int):
-        super().__init__()
+        super().__init__(params, n_bins=n_bins, n_channels=n_channels, n_stems=n_stems)
         self.context = params.context_frames
-        self.n_stems = n_stems
         self.slope = params.leaky_slope
         self.norm = BinNorm(n_bins)
 
@@ -51,8 +91,6 @@ class MaskCNN(nn.Module):
                                         groups=groups))
             in_ch, groups, bins = n_stems * ch, n_stems, bins // 2
         frames_left = params.context_frames - 2 * len(params.conv_channels)
-        if frames_left < 1:
-            raise ValueError("model.context_frames is too small for the number of conv layers")
         self._feat = (params.conv_channels[-1], bins)
 
         # --- dense head: fc1 sees a stem's whole (channels x bins x frames_left) window

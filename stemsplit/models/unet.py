@@ -6,18 +6,54 @@ smooth extension that keeps the full bandwidth in the output.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from stemsplit.config import UNetParams
+from stemsplit.config import ConfigError
+from stemsplit.models.base import SeparationModel
 from stemsplit.models.common import BinNorm
+from stemsplit.models.registry import register
 
 
-class UNet(nn.Module):
+@dataclass
+class UNetParams:
+    """Spleeter style 2D U-Net over spectrogram patches."""
+
+    base_channels: int = 8
+    depth: int = 6
+    max_bin: int = 1024  # the U-Net sees bins [0, max_bin); must be divisible by 2**depth
+    dropout: float = 0.3
+
+
+@register("unet")
+class UNet(SeparationModel):
+    """Magnitude (B, C, F, T) -> masks (B, S, C, F, T); trained on magnitudes with L1."""
+
+    params_class = UNetParams
+    input_kind, output_kind, target, default_loss = "magnitude", "masks", "magnitude", "l1"
+
+    @classmethod
+    def check_params(cls, params: UNetParams, *, n_bins: int, n_channels: int, n_stems: int) -> None:
+        if params.base_channels < 1 or params.depth < 1:
+            raise ConfigError("model.base_channels and model.depth: must be >= 1")
+        if not 0 < params.max_bin <= n_bins:
+            raise ConfigError(f"model.max_bin: {params.max_bin} must be in [1, {n_bins}] (the STFT's bins)")
+        if params.max_bin % (2 ** params.depth) or params.max_bin < 32:
+            raise ConfigError(f"model.max_bin: {params.max_bin} must be a multiple of 2**depth = "
+                              f"{2 ** params.depth} and at least 32")
+        if not 0 <= params.dropout < 1:
+            raise ConfigError(f"model.dropout: must be in [0, 1), got {params.dropout}")
+
+    def context_frames(self) -> None:
+        # Six 5x5 stride-2 layers see about 250 frames (6 s): wider than any practical segment
+        # margin, so the configured overlap decides, as for a recurrent model.
+        return None
+
     def __init__(self, params: UNetParams, *, n_bins: int, n_channels: int, n_stems: int):
-        super().__init__()
-        self.n_bins, self.n_channels, self.n_stems = n_bins, n_channels, n_stems
+        super().__init__(params, n_bins=n_bins, n_channels=n_channels, n_stems=n_stems)
         self.max_bin = min(params.max_bin, n_bins)
         self.depth = params.depth
         self.norm = BinNorm(self.max_bin)

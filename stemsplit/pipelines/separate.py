@@ -17,14 +17,16 @@ import torch
 from stemsplit.audio.convert import CLIP_MODES
 from stemsplit.audio.io import AudioError, audio_info, is_audio_path, subtype_for
 from stemsplit.checkpoint import CheckpointError
+from stemsplit.errors import StemsplitError
 from stemsplit.pipelines.separate_file import output_names, separate_file
 from stemsplit.pretrained import model_display_name, resolve_model
-from stemsplit.separation.engine import EngineOptions, Separator
+from stemsplit.separation.engine import Separator
+from stemsplit.settings import EngineSettings
 
 TEMPLATE_KEYS = ("model", "track", "stem", "ext")
 
 
-class SeparateError(ValueError):
+class SeparateError(StemsplitError, ValueError):
     """A request that cannot run at all (bad options, unusable output folder)."""
 
 
@@ -39,11 +41,7 @@ class SeparateRequest:
     fmt: str = "wav"
     bits: int = 16
     clip: str = "rescale"
-    segment: float | None = None
-    overlap: float | None = None
-    shifts: int = 0
-    wiener_iterations: int | None = None  # None: the model's default
-    device: str = "auto"
+    engine: EngineSettings = field(default_factory=EngineSettings)
     jobs: int | None = None
     skip_existing: bool = False
     shard: tuple[int, int] | None = None  # (index, count), index from 1
@@ -124,8 +122,7 @@ def _validate(req: SeparateRequest) -> None:
         raise SeparateError(f"--clip {req.clip!r}: choose one of {', '.join(CLIP_MODES)}")
     subtype_for(req.fmt, req.bits)
     check_template(req.filename)
-    if req.shifts < 0 or (req.wiener_iterations or 0) < 0:
-        raise SeparateError("--shifts and --wiener-iterations must be >= 0")
+    req.engine.checked()
     try:
         req.out_dir.mkdir(parents=True, exist_ok=True)
         probe = req.out_dir / ".stemsplit-write-test"
@@ -147,11 +144,7 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     if unknown:
         raise SeparateError(f"--stems: {unknown[0]!r} is not a stem of this model; "
                             f"it has: {', '.join(loaded.stems)}")
-    try:
-        separator = Separator.from_loaded(loaded, EngineOptions(req.segment, req.overlap, req.shifts,
-                                                                req.wiener_iterations, req.device))
-    except ValueError as exc:
-        raise SeparateError(str(exc)) from None
+    separator = Separator.from_loaded(loaded, req.engine)
     model_name = model_display_name(req.model)
     names = output_names(loaded.stems, stems, req.residual)
     subtype = subtype_for(req.fmt, req.bits)

@@ -7,7 +7,7 @@ The run folder::
     RUN/last.ckpt            newest state (model + train_state); last.prev.ckpt the one before
     RUN/best.ckpt            best mean validation SDR; ``stemsplit separate --model RUN/best.ckpt``
     RUN/metrics.csv          train and validation rows
-    RUN/loss.png, RUN/val_sdr.png (+ mask_accuracy.png for mask_cnn)
+    RUN/loss.png, RUN/val_sdr.png (+ mask_accuracy.png for binary-mask models)
 
 Under torchrun every rank runs this; only rank 0 writes into the run folder.
 """

@@ -10,13 +10,13 @@ separated on its own, weighted by a cross-fade window and added up:
 Neighbouring windows sum to exactly 1 inside every overlap, and each segment's first and
 last ``O/4`` samples, where its STFT and model see padding instead of real context, get
 zero weight. So a pass-through mask gives the input back, and a model whose receptive field
-fits inside ``O/4`` (``mask_cnn``) gives the same output as one unchunked pass.
+fits inside ``O/4`` gives the same output as one unchunked pass. A model that declares a
+bounded context (``context_frames()``) gets an overlap whose margin covers it.
 
 Segments are produced from a stream, so neither the input nor the output is ever held whole.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -26,32 +26,12 @@ from stemsplit.audio.stft import STFT
 from stemsplit.checkpoint import LoadedModel
 from stemsplit.config import Config
 from stemsplit.separation.wiener import wiener
+from stemsplit.settings import EngineSettings, pick_device
 
 
-@dataclass
-class EngineOptions:
-    segment_seconds: float | None = None  # None: the model config's separate.segment_seconds
-    overlap: float | None = None  # fraction of the segment; None: from the config
-    shifts: int = 0  # >1: average over that many passes on sub-hop time shifts
-    wiener_iterations: int | None = None  # None: the model config's separate.wiener_iterations
-    device: str = "cpu"
-
-
-def choose_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; an unavailable choice is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available; use --device cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps: Apple MPS is not available here; use --device cpu")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ValueError(f"--device {name!r}: choose auto, cpu, cuda or mps")
-    return torch.device(name)
+def _either(flag, default):
+    """A flag's value where given (None: not given), else the model config's own default."""
+    return default if flag is None else flag
 
 
 def crossfade_window(length: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
@@ -78,49 +58,56 @@ class Separator:
     The model's train/eval mode is left as it is: callers put it in eval mode.
     """
 
-    def __init__(self, model: nn.Module, config: Config, options: EngineOptions | None = None):
-        self.options = options or EngineOptions()
+    def __init__(self, model: nn.Module, config: Config, settings: EngineSettings | None = None):
+        self.settings = (settings or EngineSettings()).checked()
         self.config = config
-        self.device = choose_device(self.options.device)
+        self.device = pick_device(self.settings.device)
         self.model = model.to(self.device)
         self.stft = STFT(config.stft)
         self.stems = list(config.stems)
         self.sample_rate = config.audio.sample_rate
         self.channels = config.audio.channels
         hop = config.stft.hop_length
-        seconds = self.options.segment_seconds or config.separate.segment_seconds
-        overlap = config.separate.overlap if self.options.overlap is None else self.options.overlap
-        if seconds <= 0 or not 0 <= overlap < 1:
-            raise ValueError("--segment must be > 0 and --overlap in [0, 1)")
-        own = config.separate.wiener_iterations
-        self.wiener_iterations = own if self.options.wiener_iterations is None else self.options.wiener_iterations
+        own, flags = config.separate, self.settings
+        seconds = _either(flags.segment_seconds, own.segment_seconds)
+        overlap = _either(flags.overlap, own.overlap)
+        self.wiener_iterations = _either(flags.wiener_iterations, own.wiener_iterations)
         self.segment = max(4, round(seconds * self.sample_rate / hop)) * hop
         self.overlap = min(round(overlap * self.segment / hop) * hop, self.segment - hop)
+        context = model.context_frames()
+        if context is not None:
+            # each segment's discarded margin (overlap / 4) must cover the model's context
+            needed = 4 * (context + 1) * hop
+            self.overlap = max(self.overlap, min(needed, self.segment - hop))
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel, options: EngineOptions | None = None) -> "Separator":
-        return cls(loaded.model, loaded.config, options)
+    def from_loaded(cls, loaded: LoadedModel, settings: EngineSettings | None = None) -> "Separator":
+        return cls(loaded.model, loaded.config, settings)
 
     # --- one segment ---------------------------------------------------------------------
 
-    def _masks(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(C, n) -> mixture STFT (C, F, T) and masks (S, C, F, T)."""
-        spec = self.stft(wav)
-        return spec, self.model(spec.abs()[None])[0]
-
     def _separate_once(self, wav: torch.Tensor) -> torch.Tensor:
-        """(C, n) -> (S, C, n)."""
-        spec, masks = self._masks(wav)
+        """(C, n) -> (S, C, n), through the model's contract: spectral or waveform."""
+        model = self.model
+        if not model.spectral:
+            return model.stem_waveforms(wav[None])[0]
+        spec = self.stft(wav)                                           # (C, F, T)
+        mag = spec.abs()
+        model_input = spec if model.input_kind == "complex" else mag
         if self.wiener_iterations > 0:
-            est = wiener(spec, masks * spec.abs()[None], self.wiener_iterations)
+            est_mag = model.stem_magnitudes(model_input[None], mag[None])[0]  # (S, C, F, T)
+            est = wiener(spec, est_mag, self.wiener_iterations)
+        elif model.output_kind == "masks":
+            est = model(model_input[None])[0] * spec[None]  # a mask applies to the complex STFT
         else:
-            est = masks * spec[None]
+            est_mag = model.stem_magnitudes(model_input[None], mag[None])[0]
+            est = est_mag * (spec / mag.clamp_min(1e-12))[None]
         return self.stft.inverse(est, wav.shape[-1])
 
     def separate_segment(self, wav: torch.Tensor) -> torch.Tensor:
         """(C, n) -> (S, C, n), averaged over the configured sub-hop shifts."""
         wav = wav.to(self.device, torch.float32)
-        shifts = max(1, self.options.shifts)
+        shifts = max(1, self.settings.shifts)
         hop = self.config.stft.hop_length
         out = None
         for i in range(shifts):

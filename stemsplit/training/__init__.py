@@ -1,7 +1,7 @@
 """Training: one loop for every model, resumable, and data-parallel under torchrun.
 
 - ``loop.py``        the loop: steps, validation, checkpoints, early stopping, signals
-- ``losses.py``      each model family's loss (binary-mask BCE/MSE, magnitude MSE/L1, MR-STFT)
+- ``losses.py``      losses by name, chosen by the model's contract (binary-mask BCE/MSE, magnitude MSE/L1, MR-STFT)
 - ``schedule.py``    warm-up then cosine / plateau / constant learning rate
 - ``state.py``       resume state, RNG capture, last/last.prev/best checkpoints
 - ``distributed.py`` torchrun/DDP set-up, device choice, rank helpers

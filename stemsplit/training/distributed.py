@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stemsplit.config import ConfigError
+from stemsplit.settings import pick_device
 
 
 @dataclass
@@ -32,30 +32,6 @@ class DistContext:
         return self.world_size > 1
 
 
-def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """``None``/"auto": CUDA (this rank's GPU) when present, else Apple MPS, else CPU."""
-    if requested in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise ConfigError(f"--device {requested!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        elif device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {requested}: only {torch.cuda.device_count()} GPU(s) here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {requested}: MPS is not available on this machine; use --device cpu")
-    return device
-
-
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
@@ -63,10 +39,10 @@ def launched_by_torchrun() -> bool:
 def init_distributed(requested_device: str | None = None) -> DistContext:
     """Join the process group when launched by torchrun; pick this rank's device."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
-        return DistContext(device=pick_device(requested_device))
+        return DistContext(device=pick_device(requested_device or "auto"))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    device = pick_device(requested_device, local_rank)
+    device = pick_device(requested_device or "auto", local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"

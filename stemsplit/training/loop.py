@@ -21,6 +21,7 @@ from rich.console import Console
 
 from stemsplit.config import Config
 from stemsplit.data.cache import PreparedDataset
+from stemsplit.errors import StemsplitError
 from stemsplit.training.checks import check_train_config
 from stemsplit.training.distributed import DistContext, all_reduce_sum, barrier
 from stemsplit.training.logging import (Interval, MetricsLog, ProgressReporter, TensorBoardLog, metric_columns,
@@ -35,8 +36,10 @@ from stemsplit.training.validate import ValResult, validate
 MAX_SKIPPED_FP16_STEPS = 50  # consecutive overflowing steps before an fp16 run counts as diverged
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(StemsplitError, RuntimeError):
     """A non-finite loss or gradient; the message names the step and the checkpoint kept."""
+
+    exit_code = 1  # the input was fine; the run itself failed
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Trainer:
         self.stems = list(cfg.stems)
         self.dataset = datasets[0]
         self.loss_fn = SeparationLoss(cfg)
-        self.with_acc = cfg.model.name == "mask_cnn"
+        self.with_acc = self.loss_fn.reports_accuracy
         self.tb = TensorBoardLog(self.run_dir) if cfg.train.tensorboard and ctx.is_main else None
         self.data = build_data_parts(cfg, datasets, ctx)
         self.parts = build_model_parts(cfg, self.loss_fn, ctx, self.dataset,
@@ -265,8 +268,6 @@ class Trainer:
                     mixture, sources = next(batches)
                 except StopIteration:
                     break
-                mixture = mixture.to(ctx.device, non_blocking=True)
-                sources = sources.to(ctx.device, non_blocking=True)
                 t_data = time.perf_counter() - t0
                 totals, grad_norm, stop_now = self._step(mixture, sources, stop)
                 p.step += 1

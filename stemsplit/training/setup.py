@@ -12,11 +12,11 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from stemsplit.config import Config, ConfigError
 from stemsplit.data.cache import DataError, PreparedDataset
 from stemsplit.data.dataset import ExcerptDataset
+from stemsplit.data.loader import ExcerptLoader
 from stemsplit.models import build_model
 from stemsplit.training.distributed import DistContext, wrap_model
 from stemsplit.training.losses import SeparationLoss, TrainForward
@@ -54,9 +54,9 @@ def build_model_parts(cfg: Config, loss_fn: SeparationLoss, ctx: DistContext,
     model = build_model(cfg)
     if state_dict is not None:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
-    elif ctx.is_main:  # other ranks receive rank 0's weights when DDP is built
+    elif ctx.is_main and model.spectral:  # other ranks receive rank 0's weights when DDP is built
         mean, std = dataset.magnitude_stats(cfg.stft.n_fft, cfg.stft.hop_length)
-        model.norm.set_stats(torch.from_numpy(mean), torch.from_numpy(std))
+        model.set_input_stats(torch.from_numpy(mean), torch.from_numpy(std))
     model.to(ctx.device)
     # after the identical initialisation, each rank gets its own dropout stream
     torch.manual_seed(cfg.train.seed + ctx.rank)
@@ -89,7 +89,7 @@ def build_model_parts(cfg: Config, loss_fn: SeparationLoss, ctx: DistContext,
 class DataParts:
     train_set: ExcerptDataset
     sampler: ResumableSampler
-    loader: DataLoader
+    loader: ExcerptLoader
     val_set: ExcerptDataset
     steps_per_epoch: int
 
@@ -117,12 +117,8 @@ def build_data_parts(cfg: Config, datasets: list[PreparedDataset], ctx: DistCont
         raise ConfigError(f"data.samples_per_epoch: {cfg.data.samples_per_epoch} excerpts are fewer than "
                           f"one batch of train.batch_size={b} on each of {ctx.world_size} process(es)")
     workers = cfg.data.num_workers
-    # A private generator: creating an iterator must not draw from the global torch RNG, or
-    # a resumed run (which creates one mid-epoch) would diverge from an uninterrupted one.
-    loader = DataLoader(train_set, batch_size=b, sampler=sampler, num_workers=workers, drop_last=True,
-                        pin_memory=ctx.device.type == "cuda", worker_init_fn=quiet_worker if workers else None,
-                        generator=torch.Generator().manual_seed(cfg.train.seed),
-                        prefetch_factor=4 if workers else None)
+    loader = ExcerptLoader(train_set, b, workers, drop_last=True, device=ctx.device, sampler=sampler,
+                           worker_init_fn=quiet_worker if workers else None, seed=cfg.train.seed)
     val_set = ExcerptDataset([primary], "valid", cfg.stems, frames, cfg.train.val_excerpts, None,
                              cfg.train.seed)
     return DataParts(train_set=train_set, sampler=sampler, loader=loader, val_set=val_set,

@@ -18,7 +18,8 @@ from torch import nn
 from stemsplit.config import Config
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.metrics import global_sdr
-from stemsplit.separation.engine import EngineOptions, Separator
+from stemsplit.separation.engine import Separator
+from stemsplit.settings import EngineSettings
 from stemsplit.training.distributed import DistContext, all_reduce_sum
 from stemsplit.training.losses import SeparationLoss, TrainForward
 
@@ -77,7 +78,7 @@ def validate(model: nn.Module, cfg: Config, loss_fn: SeparationLoss, excerpts,
     model.eval()
     try:
         sums, count = _excerpt_loss(model, loss_fn, excerpts, cfg.train.batch_size, ctx, len(stems))
-        separator = Separator(model, cfg, EngineOptions(device=str(ctx.device)))
+        separator = Separator(model, cfg, EngineSettings(device=str(ctx.device)))
         names = validation_tracks(dataset, cfg.train.val_tracks)
         sdr_sums = torch.zeros(len(stems), dtype=torch.float64)
         for name in names[ctx.rank::ctx.world_size]:
@@ -91,7 +92,7 @@ def validate(model: nn.Module, cfg: Config, loss_fn: SeparationLoss, excerpts,
     n = max(1.0, float(totals[1 + len(stems)]))
     loss = float(totals[0]) / n
     accuracy = {}
-    if loss_fn.family == "mask_cnn":
+    if loss_fn.reports_accuracy:
         accuracy = {s: float(totals[1 + i]) / n for i, s in enumerate(stems)}
     sdr_totals = totals[2 + len(stems):]
     sdr = {s: float(sdr_totals[i]) / max(1, len(names)) for i, s in enumerate(stems)} if names else {}

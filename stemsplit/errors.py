@@ -1,0 +1,26 @@
+"""The one family of errors a user can act on.
+
+Every error that bad input, a bad file or a bad flag can cause subclasses ``StemsplitError``.
+Its message is one line: what failed, where, and what to do. The CLI prints it as
+``error: <message>`` and exits with code 2; no traceback reaches a user for bad input.
+Library users (the Python API) catch ``StemsplitError``.
+"""
+from __future__ import annotations
+
+
+class StemsplitError(Exception):
+    """Base class: a one-line, actionable message meant for people."""
+
+    exit_code = 2
+
+
+class ConfigError(StemsplitError, ValueError):
+    """A configuration value, config file or flag that cannot be used."""
+
+
+class ModelError(StemsplitError, ValueError):
+    """A model that cannot take its input or its settings (shape, n_fft, stems)."""
+
+
+class DeviceError(StemsplitError):
+    """A requested compute device that is not available here."""

@@ -1,0 +1,104 @@
+"""The model contract: what every architecture declares, and what the rest of stemsplit asks.
+
+Code outside ``stemsplit/models/`` never asks a model its name. It asks the class attributes
+and methods below, so a new architecture is one file in this folder (a ``SeparationModel``
+subclass registered with ``@register``) and one config in ``configs/``.
+
+Shape letters: B batch, C channels, F frequency bins, T frames, S stems, L samples,
+D embedding size.
+
+What a model declares
+---------------------
+``params_class``
+    The dataclass of its own config fields. In YAML they sit beside the name:
+    ``model: {name: <name>, hidden_size: 256}``. ``check_params`` rejects values the model
+    cannot take, as one-line ``ConfigError``s, before anything is built.
+``input_kind`` (what ``forward`` consumes)
+    ``magnitude``: (B, C, F, T) |STFT| of the mixture; ``complex``: (B, C, F, T) complex STFT;
+    ``waveform``: (B, C, L) samples.
+``output_kind`` (what ``forward`` produces)
+    ``masks``: (B, S, C, F, T) in [0, 1]; ``spectrograms``: (B, S, C, F, T) magnitudes;
+    ``waveforms``: (B, S, C, L); ``embeddings``: (B, C, F, T, D).
+``target`` and ``default_loss``
+    What the training losses compare the output with (``magnitude``: the stems' |STFT|,
+    ``binary_mask``: B = |S| > threshold * |M|, ``waveform``, ``affinity``), and the loss
+    ``train.loss: auto`` resolves to. ``has_logits`` says the model has ``forward_logits``
+    (pre-sigmoid masks), which logit losses (bce) need.
+``context_frames()``
+    STFT frames of context each output frame needs on each side; ``None`` when unbounded
+    (recurrent models). The engine keeps every segment's discarded margin at least this wide.
+How separation turns output into stems
+    ``stem_magnitudes`` (spectral models) gives (B, S, C, F, T) magnitude estimates, which the
+    engine combines with the mixture phase or the Wiener filter; ``stem_waveforms`` (waveform
+    models) gives (B, S, C, L) directly.
+``set_input_stats(mean, std)``
+    Training initialises input normalisation from the dataset's per-bin statistics of
+    log1p(|STFT|); models without it ignore the call.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+INPUT_KINDS = ("magnitude", "complex", "waveform")
+OUTPUT_KINDS = ("masks", "spectrograms", "waveforms", "embeddings")
+TARGETS = ("magnitude", "binary_mask", "waveform", "affinity")
+
+
+class SeparationModel(nn.Module):
+    """Base class of every architecture; subclasses set the class attributes and ``forward``."""
+
+    name: ClassVar[str] = ""  # set by @register
+    params_class: ClassVar[type]
+    input_kind: ClassVar[str] = "magnitude"
+    output_kind: ClassVar[str] = "masks"
+    target: ClassVar[str] = "magnitude"
+    default_loss: ClassVar[str] = "mse"
+    has_logits: ClassVar[bool] = False
+
+    def __init__(self, params: Any, *, n_bins: int, n_channels: int, n_stems: int):
+        super().__init__()
+        self.params = params
+        self.n_bins, self.n_channels, self.n_stems = n_bins, n_channels, n_stems
+
+    # --- declared by subclasses where the default does not fit ---------------------------
+
+    @classmethod
+    def check_params(cls, params: Any, *, n_bins: int, n_channels: int, n_stems: int) -> None:
+        """Raise ``ConfigError`` (one line, naming ``model.<field>``) for values the model cannot take."""
+
+    def context_frames(self) -> int | None:
+        """Frames of context needed on each side of an output frame; None: unbounded."""
+        return None
+
+    @torch.no_grad()
+    def set_input_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-bin (F,) mean and std of log1p(|STFT|) over the training data."""
+        norm = getattr(self, "norm", None)
+        if norm is not None:
+            norm.set_stats(mean, std)
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"model {self.name!r} has no logits (has_logits is False)")
+
+    # --- separation ----------------------------------------------------------------------
+
+    def stem_magnitudes(self, model_input: torch.Tensor, mix_mag: torch.Tensor) -> torch.Tensor:
+        """Spectral models: model input and (B, C, F, T) mixture magnitude -> (B, S, C, F, T) estimates."""
+        out = self(model_input)
+        if self.output_kind == "masks":
+            return out * mix_mag.unsqueeze(1)
+        if self.output_kind == "spectrograms":
+            return out
+        raise NotImplementedError(f"model {self.name!r} must define stem_magnitudes for {self.output_kind}")
+
+    def stem_waveforms(self, wav: torch.Tensor) -> torch.Tensor:
+        """Waveform models: (B, C, L) mixture -> (B, S, C, L) stems."""
+        return self(wav)
+
+    @property
+    def spectral(self) -> bool:
+        """True when separation goes through the STFT (every input kind but waveform)."""
+        return self.input_kind != "waveform"
