@@ -13,7 +13,6 @@ Under torchrun every rank runs this; only rank 0 writes into the run folder.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Callable
 from rich.console import Console
 
 import stemsplit
+from stemsplit.atomic import write_json_atomic
 from stemsplit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, save_config
 from stemsplit.checkpoint import read_checkpoint
 from stemsplit.data.cache import DataError, PreparedDataset
@@ -85,7 +85,7 @@ def _new_run(opts: TrainOptions, ctx: DistContext) -> tuple[Config, Path, Path, 
         save_config(cfg, out / "config.yaml")
         run_info = {**meta, "command": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "world_size": ctx.world_size, "device": str(ctx.device)}
-        (out / "run.json").write_text(json.dumps(run_info, indent=1))
+        write_json_atomic(out / "run.json", run_info)
     return cfg, Path(opts.data), out, meta
 
 
