@@ -107,18 +107,31 @@ def test_silence_gives_silent_finite_stems(tmp_path, ckpt):
     assert np.isfinite(y).all() and np.abs(y).max() < 1e-3
 
 
+def _written(folder):
+    return {p.stem: sf.read(p, dtype="float64")[0] for p in sorted(folder.iterdir())}
+
+
 def test_residual_karaoke_sums_back_to_the_mixture(tmp_path, ckpt, song):
+    """The exact case (README): float wav and nothing rescaled, so stems + residual = input
+    to float32 rounding. At 16 bits each file is rounded on its own."""
+    x, _ = sf.read(song, dtype="float64")
+    assert np.abs(x).max() < 1.0  # nothing for clip protection to do
     res = run(song, "--model", ckpt, "-o", tmp_path / "out", "--stems", "vocals", "--residual",
               "--bits", "32")
     assert res.exit_code == 0, res.output
-    folder = tmp_path / "out" / "tiny" / "song"
-    assert sorted(p.name for p in folder.iterdir()) == ["no_vocals.wav", "vocals.wav"]
-    v, _ = sf.read(folder / "vocals.wav")
-    nv, _ = sf.read(folder / "no_vocals.wav")
-    x, _ = sf.read(song)
-    assert np.abs(v + nv - x).max() < 1e-5
-    res = run(song, "--model", ckpt, "-o", tmp_path / "out2", "--stems", "vocals,drums", "--residual")
-    assert (tmp_path / "out2" / "tiny" / "song" / "accompaniment.wav").exists()
+    assert "rescaled" not in res.output
+    out = _written(tmp_path / "out" / "tiny" / "song")
+    assert sorted(out) == ["no_vocals", "vocals"]
+    assert np.abs(out["vocals"] + out["no_vocals"] - x).max() < 1e-6
+    assert np.abs(out["vocals"]).max() > 0.01 and np.abs(out["no_vocals"]).max() > 0.01  # both carry signal
+    res = run(song, "--model", ckpt, "-o", tmp_path / "out2", "--stems", "vocals,drums", "--residual",
+              "--bits", "32")
+    out = _written(tmp_path / "out2" / "tiny" / "song")
+    assert sorted(out) == ["accompaniment", "drums", "vocals"]
+    assert np.abs(sum(out.values()) - x).max() < 1e-6
+    res = run(song, "--model", ckpt, "-o", tmp_path / "out3", "--stems", "vocals", "--residual")
+    out = _written(tmp_path / "out3" / "tiny" / "song")
+    assert np.abs(out["vocals"] + out["no_vocals"] - x).max() < 3 / 32768  # 16-bit rounding, per file
 
 
 def test_template_format_and_bits(tmp_path, ckpt, song):
@@ -146,8 +159,18 @@ def test_clipping_protection_is_reported(tmp_path, ckpt):
     assert "rescaled by" in res.output
     y, _ = sf.read(tmp_path / "out" / "tiny" / "loud" / "no_vocals.wav")
     assert np.abs(y).max() <= 1.0
+    x, _ = sf.read(loud, dtype="float64")
+    rescaled = _written(tmp_path / "out" / "tiny" / "loud")
+    assert np.abs(rescaled["vocals"] + rescaled["no_vocals"] - x).max() > 0.1  # rescaled: no longer the sum
     res = run(loud, "--model", ckpt, "-o", tmp_path / "c", "--clip", "clamp")
     assert res.exit_code == 0 and "clamped" in res.output
+    # float wav without clip protection keeps the exact sum, even above full scale
+    res = run(loud, "--model", ckpt, "-o", tmp_path / "n", "--stems", "vocals", "--residual", "--bits", "32",
+              "--clip", "none")
+    assert res.exit_code == 0 and "rescaled" not in res.output and "clamped" not in res.output
+    kept = _written(tmp_path / "n" / "tiny" / "loud")
+    assert np.abs(kept["no_vocals"]).max() > 1.0
+    assert np.abs(kept["vocals"] + kept["no_vocals"] - x).max() < 1e-6
 
 
 def test_skip_existing_and_shards(tmp_path, ckpt):
