@@ -57,7 +57,7 @@ def checkpoint_dict(model: nn.Module, cfg: Config, meta: dict | None = None,
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     ckpt: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "model": {"name": cfg.model.name, "args": {**config_to_dict(cfg)["model"], **model_args(cfg)}},
+        "model": model_header(cfg),
         "config": config_to_dict(cfg),
         "stems": list(cfg.stems),
         "sample_rate": cfg.audio.sample_rate,
@@ -107,11 +107,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def model_header(cfg: Config) -> dict:
+    """The checkpoint's self-description of the model: its name and every constructor argument."""
+    return {"name": cfg.model.name, "args": {**config_to_dict(cfg)["model"], **model_args(cfg)}}
+
+
 def _check_header(ckpt: dict, cfg: Config, where: str) -> None:
     """The self-describing header (model name and args, stems, rate) must agree with the config:
     tools read the header without building a config, so a disagreement is a damaged file."""
-    expected = {"model": {"name": cfg.model.name, "args": {**config_to_dict(cfg)["model"], **model_args(cfg)}},
-                "stems": list(cfg.stems), "sample_rate": cfg.audio.sample_rate}
+    expected = {"model": model_header(cfg), "stems": list(cfg.stems), "sample_rate": cfg.audio.sample_rate}
     for key, value in expected.items():
         if ckpt.get(key) != value:
             raise CheckpointError(f"{where}: its '{key}' header ({ckpt.get(key)!r:.80}) disagrees with its "

@@ -83,6 +83,8 @@ class DataConfig:
     samples_per_epoch: int = 2000
     num_workers: int = 0
     extra: list[str] = field(default_factory=list)  # additional prepared datasets for training
+    # sampling share of each training dataset (--data first, then extra); empty: by duration
+    weights: list[float] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -99,6 +101,11 @@ class TrainConfig:
     grad_clip: float = 5.0
     loss: str = "auto"  # auto | bce | mse | l1 | mrstft
     time_loss_weight: float = 0.0
+    # --- extra loss terms (training/loss_terms.py); 0 / false: off
+    wsdr_weight: float = 0.0  # weighted SDR of the waveform estimates (through the iSTFT)
+    combination_loss: bool = False  # also score every sum of 1..S-1 stems (CrossNet-Open-Unmix)
+    mixture_consistency_weight: float = 0.0  # the stems' estimates must add up to the mixture
+    init_from: str = ""  # a checkpoint of the same architecture to start from (fine-tuning)
     val_every_steps: int = 0  # 0: once per epoch
     checkpoint_every_steps: int = 100
     early_stopping_patience: int = 0  # validations without improvement; 0 disables

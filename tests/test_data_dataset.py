@@ -192,3 +192,23 @@ def test_loader_decodes_on_the_gpu(coded):
     direct = torch.stack([ds[i][1] for i in range(4)])
     torch.testing.assert_close(src.cpu(), direct, rtol=0, atol=1e-6)
     torch.testing.assert_close(mix, src.sum(1))
+
+
+def test_dataset_weights_set_each_datasets_share_of_the_draws(coded, tmp_path):
+    """Two datasets of very different length: by duration the long one dominates; with weights
+    [1, 1] each gets about half of the draws, and weight 0 excludes a dataset."""
+    writer = CacheWriter(tmp_path / "short", coded.sample_rate, STEMS, source="test")
+    writer.add_track("short", "train", {s: np.full((2, 3000), 0.5, np.float32) for s in STEMS})
+    writer.finalize()
+    short = PreparedDataset(tmp_path / "short")
+
+    def share_of_short(weights):
+        ds = ExcerptDataset([coded, short], "train", STEMS, 1000, 400, NO_AUG, seed=1, weights=weights)
+        return np.mean([ds.items[ds._draw_position(ds._rng(i), 1000)[0]][0] == 1 for i in range(400)])
+
+    by_length = share_of_short(None)
+    assert by_length < 0.2
+    assert 0.4 < share_of_short([1.0, 1.0]) < 0.6
+    assert share_of_short([1.0, 0.0]) == 0.0 and share_of_short([0.0, 1.0]) == 1.0
+    with pytest.raises(DataError, match="data.weights"):
+        ExcerptDataset([coded, short], "train", STEMS, 1000, 4, NO_AUG, seed=1, weights=[1.0])

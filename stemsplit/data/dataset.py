@@ -3,7 +3,8 @@
 ``ExcerptDataset`` draws each excerpt from its own random generator seeded by
 (seed, epoch, index), so excerpt ``i`` of epoch ``e`` is the same in every run and in every
 DataLoader worker. Tracks are drawn in proportion to their length, so every second of audio is
-equally likely. The audio comes straight from the prepared cache's memory maps: nothing is
+equally likely, unless ``weights`` gives each dataset its share of the draws (within a dataset,
+still by length). The audio comes straight from the prepared cache's memory maps: nothing is
 decoded while training.
 
 Augmentations (``AugmentConfig``), applied in this order:
@@ -36,7 +37,7 @@ class ExcerptDataset(Dataset):
 
     def __init__(self, datasets: list[PreparedDataset], split: str, stems: list[str],
                  excerpt_frames: int, samples_per_epoch: int, augment: AugmentConfig | None,
-                 seed: int):
+                 seed: int, weights: list[float] | None = None):
         if not datasets:
             raise DataError("no prepared dataset was given to read excerpts from")
         if excerpt_frames <= 0 or samples_per_epoch <= 0:
@@ -70,8 +71,25 @@ class ExcerptDataset(Dataset):
                 lengths.append(ds.track_length(name))
         if not self.items:
             raise DataError(f"split {split!r} holds no tracks in {', '.join(str(d.root) for d in datasets)}")
-        self._cumulative = np.cumsum(np.asarray(lengths, dtype=np.float64))
+        self._cumulative = np.cumsum(self._draw_weights(lengths, weights))
         self._lengths = lengths
+
+    def _draw_weights(self, lengths: list[int], weights: list[float] | None) -> np.ndarray:
+        """(tracks,) draw weights: the track lengths, rescaled so dataset d gets share weights[d]."""
+        out = np.asarray(lengths, dtype=np.float64)
+        if not weights:
+            return out
+        if len(weights) != len(self.datasets):
+            raise DataError(f"data.weights: {len(weights)} weight(s) for {len(self.datasets)} dataset(s)")
+        owner = np.asarray([d for d, _ in self.items])
+        for d, w in enumerate(weights):
+            mine = owner == d
+            total = out[mine].sum()
+            if total > 0:
+                out[mine] *= w / total
+        if out.sum() <= 0:
+            raise DataError(f"data.weights {weights}: every dataset with {self.split!r} tracks has weight 0")
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         """Pick the epoch's excerpts. (With persistent DataLoader workers, call before the iterator

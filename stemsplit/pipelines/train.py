@@ -70,6 +70,19 @@ def open_datasets(primary: Path, cfg: Config) -> list[PreparedDataset]:
     return datasets
 
 
+def initial_weights(cfg: Config) -> dict | None:
+    """``train.init_from``'s weights (fine-tuning a pretrained run), checked against the config."""
+    if not cfg.train.init_from:
+        return None
+    path = Path(cfg.train.init_from).expanduser()
+    ckpt = read_checkpoint(path)
+    theirs = ckpt.get("model", {}).get("name")
+    if theirs != cfg.model.name:
+        raise ConfigError(f"train.init_from: {path} holds a {theirs!r} model, the config builds {cfg.model.name!r}; "
+                          "fine-tune from a checkpoint of the same architecture")
+    return ckpt["state_dict"]
+
+
 def _new_run(opts: TrainOptions, ctx: DistContext) -> tuple[Config, Path, Path, dict]:
     if opts.config is None or opts.data is None or opts.out is None:
         raise ConfigError("a new run needs --config, --data and --out (or --resume RUN to continue one)")
@@ -127,8 +140,9 @@ def run_train(opts: TrainOptions, on_step: Callable[[int], None] | None = None) 
         else:
             cfg, data, run_dir, meta = _new_run(opts, ctx)
         datasets = open_datasets(data, cfg)
+        init = initial_weights(cfg) if resume is None else None
         barrier(ctx)
-        trainer = Trainer(cfg, run_dir, datasets, ctx, meta=meta, resume=resume, tty=opts.tty,
+        trainer = Trainer(cfg, run_dir, datasets, ctx, meta=meta, resume=resume, init_state=init, tty=opts.tty,
                           console=opts.console, on_step=on_step)
         return trainer.run()
     finally:

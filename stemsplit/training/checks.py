@@ -16,7 +16,8 @@ def check_train_config(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be > 0, got {value}")
     non_negative = {"train.max_steps": t.max_steps, "train.warmup_steps": t.warmup_steps,
                     "train.weight_decay": t.weight_decay, "train.grad_clip": t.grad_clip,
-                    "train.time_loss_weight": t.time_loss_weight, "train.val_every_steps": t.val_every_steps,
+                    "train.time_loss_weight": t.time_loss_weight, "train.wsdr_weight": t.wsdr_weight,
+                    "train.mixture_consistency_weight": t.mixture_consistency_weight, "train.val_every_steps": t.val_every_steps,
                     "train.early_stopping_patience": t.early_stopping_patience,
                     "train.val_tracks": t.val_tracks, "data.num_workers": d.num_workers}
     for key, value in non_negative.items():
@@ -32,4 +33,10 @@ def check_train_config(cfg: Config) -> None:
     if d.excerpt_seconds < 4 * hop_seconds:
         raise ConfigError(f"data.excerpt_seconds: {d.excerpt_seconds} s is shorter than four STFT hops "
                           f"({4 * hop_seconds:.3f} s)")
+    if d.weights:
+        if len(d.weights) != 1 + len(d.extra):
+            raise ConfigError(f"data.weights: {len(d.weights)} weight(s) for {1 + len(d.extra)} dataset(s); give one "
+                              "per dataset, --data first and then each data.extra")
+        if min(d.weights) < 0 or sum(d.weights) <= 0:
+            raise ConfigError(f"data.weights: {d.weights} must be >= 0 with a positive sum")
     resolve_loss(cfg)

@@ -55,7 +55,8 @@ class TrainResult:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, datasets: list[PreparedDataset], ctx: DistContext, *,
-                 meta: dict | None = None, resume: dict | None = None, tty: bool = False,
+                 meta: dict | None = None, resume: dict | None = None, init_state: dict | None = None,
+                 tty: bool = False,
                  console: Console | None = None, on_step: Callable[[int], None] | None = None):
         check_train_config(cfg)
         self._early: list[str] = []  # messages from before the progress display exists
@@ -69,7 +70,7 @@ class Trainer:
         self.tb = TensorBoardLog(self.run_dir) if cfg.train.tensorboard and ctx.is_main else None
         self.data = build_data_parts(cfg, datasets, ctx)
         self.parts = build_model_parts(cfg, self.loss_fn, ctx, self.dataset,
-                                       resume["state_dict"] if resume else None, self._say_early)
+                                       resume["state_dict"] if resume else init_state, self._say_early)
         t = cfg.train
         spe = self.data.steps_per_epoch
         self.total_steps = min(t.epochs * spe, t.max_steps) if t.max_steps else t.epochs * spe

@@ -14,7 +14,8 @@ The model's ``target`` decides what its masks are compared with, its ``default_l
 
 Waveform models (output ``waveforms``) take mse, l1 or mrstft on the waveforms themselves.
 ``train.time_loss_weight > 0`` adds ``weight * L1`` between the estimated and true waveforms
-(for spectral models the estimates are the masked mixture STFT, inverted).
+(for spectral models the estimates are the masked mixture STFT, inverted). The further terms
+of ``loss_terms.py`` (weighted SDR, stem combinations, mixture consistency) are config options.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from stemsplit.audio.stft import STFT
 from stemsplit.config import Config, ConfigError, STFTConfig
 from stemsplit.models import model_class
+from stemsplit.training.loss_terms import combination_sums, mixture_consistency, weighted_sdr
 
 LOSSES = ("bce", "mse", "l1", "mrstft")
 MRSTFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) pairs
@@ -97,7 +99,13 @@ class SeparationLoss:
         self.input_kind, self.output_kind, self.target = model.input_kind, model.output_kind, model.target
         self.threshold = cfg.train.mask_threshold
         self.time_weight = cfg.train.time_loss_weight
+        self.wsdr_weight = cfg.train.wsdr_weight
+        self.combine = cfg.train.combination_loss
+        self.consistency_weight = cfg.train.mixture_consistency_weight
         self.stft = STFT(cfg.stft)
+        if self.combine and (self.binary_target or self.kind not in ("mse", "l1")):
+            raise ConfigError(f"train.combination_loss: works with the magnitude losses mse and l1, not "
+                              f"{self.kind!r} on a {self.target} target; set train.loss to mse or l1")
 
     @property
     def wants_logits(self) -> bool:
@@ -120,7 +128,8 @@ class SeparationLoss:
             return self._waveform_loss(self._run(net, mixture, autocast), sources)
         mix_spec = self.stft(mixture)                                  # (B, C, F, T)
         mix_mag = mix_spec.abs()
-        src_mag = self.stft(sources).abs()                             # (B, S, C, F, T)
+        src_spec = self.stft(sources)                                  # (B, S, C, F, T)
+        src_mag = src_spec.abs()
         out = self._run(net, mix_spec if self.input_kind == "complex" else mix_mag, autocast)
 
         accuracy = None
@@ -137,6 +146,9 @@ class SeparationLoss:
                     else est_mag * (mix_spec / mix_spec.abs().clamp_min(1e-12)).unsqueeze(1))
             return self.stft.inverse(spec, length=mixture.shape[-1])
 
+        if self.combine:  # every sum of 1..S-1 stems; estimates share the mixture phase, so magnitudes add
+            est_mag = combination_sums(est_mag, est_mag.shape[1])
+            src_mag = combination_sums(src_spec, src_spec.shape[1]).abs()
         if self.kind == "bce":
             loss = F.binary_cross_entropy_with_logits(out, target)
         elif self.kind == "mse" and self.binary_target:
@@ -150,7 +162,24 @@ class SeparationLoss:
 
         if self.time_weight > 0:
             loss = loss + self.time_weight * F.l1_loss(estimates(), sources)
+        extra = self._extra_terms(estimates, est_mag, mix_mag, mixture, sources)
+        if torch.is_tensor(extra):
+            loss = loss + extra
         return LossOutput(loss=loss, mask_accuracy=accuracy)
+
+    def _extra_terms(self, estimates, est_mag: torch.Tensor, mix_mag: torch.Tensor, mixture: torch.Tensor,
+                     sources: torch.Tensor) -> torch.Tensor | float:
+        """The weighted-SDR and mixture-consistency terms (0 when both are off)."""
+        extra = 0.0
+        if self.wsdr_weight > 0:
+            est, ref = estimates(), sources
+            if self.combine:
+                est, ref = combination_sums(est, est.shape[1]), combination_sums(ref, ref.shape[1])
+            extra = extra + self.wsdr_weight * weighted_sdr(est, ref, mixture)
+        if self.consistency_weight > 0:
+            singles = est_mag[:, : sources.shape[1]]  # under combination_loss the single stems come first
+            extra = extra + self.consistency_weight * mixture_consistency(singles, mix_mag)
+        return extra
 
     @staticmethod
     def _run(net: nn.Module, x: torch.Tensor, autocast) -> torch.Tensor:
@@ -169,4 +198,8 @@ class SeparationLoss:
             loss = multi_resolution_stft_loss(estimate, sources)
         if self.time_weight > 0:
             loss = loss + self.time_weight * F.l1_loss(estimate, sources)
+        if self.wsdr_weight > 0:
+            loss = loss + self.wsdr_weight * weighted_sdr(estimate, sources, sources.sum(1))
+        if self.consistency_weight > 0:
+            loss = loss + self.consistency_weight * (estimate.sum(1) - sources.sum(1)).abs().mean()
         return LossOutput(loss=loss)

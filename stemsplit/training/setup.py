@@ -53,7 +53,11 @@ def build_model_parts(cfg: Config, loss_fn: SeparationLoss, ctx: DistContext,
     seed_everything(cfg.train.seed)
     model = build_model(cfg)
     if state_dict is not None:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
+        try:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()})
+        except RuntimeError as exc:
+            raise ConfigError(f"the starting weights (train.init_from or --resume) do not fit this config's model: "
+                              f"{str(exc).splitlines()[0][:160]}; use the same model sizes") from None
     elif ctx.is_main and model.spectral:  # other ranks receive rank 0's weights when DDP is built
         mean, std = dataset.magnitude_stats(cfg.stft.n_fft, cfg.stft.hop_length)
         model.set_input_stats(torch.from_numpy(mean), torch.from_numpy(std))
@@ -109,7 +113,7 @@ def build_data_parts(cfg: Config, datasets: list[PreparedDataset], ctx: DistCont
     frames = excerpt_samples(cfg)
     b = cfg.train.batch_size
     train_set = ExcerptDataset(datasets, "train", cfg.stems, frames, cfg.data.samples_per_epoch,
-                               cfg.data.augment, cfg.train.seed)
+                               cfg.data.augment, cfg.train.seed, weights=cfg.data.weights or None)
     sampler = ResumableSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                seed=cfg.train.seed, batch_size=b)
     steps_per_epoch = sampler.num_samples // b

@@ -1,0 +1,46 @@
+"""Fine-tuning: train.init_from starts a new run from another run's weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import CONFIGS, TINY
+from stemsplit.checkpoint import read_checkpoint
+from stemsplit.config import ConfigError
+from stemsplit.pipelines.train import TrainOptions, run_train
+from test_training_corpus import FAST, make_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "ds", n_train=2, n_valid=1)
+
+
+def _run(corpus, out, arch="lstm", extra=()):
+    return run_train(TrainOptions(config=CONFIGS / f"{arch}.yaml", data=corpus, out=out, device="cpu",
+                                  overrides=TINY[arch] + FAST + ["train.max_steps=2", *extra]))
+
+
+def test_init_from_starts_where_the_other_run_ended(corpus, tmp_path):
+    _run(corpus, tmp_path / "pre")
+    pretrained = read_checkpoint(tmp_path / "pre" / "last.ckpt")["state_dict"]
+    # a rate of 1e-12 leaves the weights where they started, to float precision
+    _run(corpus, tmp_path / "tuned", extra=[f"train.init_from={tmp_path / 'pre' / 'last.ckpt'}",
+                                            "train.lr=1e-12", "train.max_steps=1"])
+    tuned = read_checkpoint(tmp_path / "tuned" / "last.ckpt")["state_dict"]
+    fresh = read_checkpoint(tmp_path / "pre" / "last.ckpt")  # unchanged by the second run
+    for key, value in pretrained.items():
+        if "running_" in key or "num_batches" in key:  # batch-norm statistics move with any batch
+            continue
+        assert torch.allclose(tuned[key].float(), value.float(), atol=1e-6), key
+        assert torch.equal(fresh["state_dict"][key], value)
+
+
+def test_init_from_another_architecture_is_a_config_error(corpus, tmp_path):
+    _run(corpus, tmp_path / "pre")
+    with pytest.raises(ConfigError, match="train.init_from: .* holds a 'lstm' model, the config builds 'unet'"):
+        _run(corpus, tmp_path / "tuned", arch="unet",
+             extra=[f"train.init_from={tmp_path / 'pre' / 'last.ckpt'}"])
+    with pytest.raises(ConfigError, match="do not fit this config's model"):
+        _run(corpus, tmp_path / "bigger", extra=[f"train.init_from={tmp_path / 'pre' / 'last.ckpt'}",
+                                                 "model.hidden_size=32"])
