@@ -7,6 +7,8 @@ usage:
   scripts/package_models.py score EVAL_DIR               validation scores, speed and the default
   scripts/package_models.py report EVAL_DIR              the README's markdown tables
   scripts/package_models.py recipes                      "name config --set k=v ..." per shipped model
+  scripts/package_models.py ensemble NAME --members A B --data DIR [--split valid] [--step 0.05]
+                                                         fit per-stem weights, ship the ensemble as NAME
 
 `add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
 and the exact `stemsplit train` command), the training data and its licence, and the
@@ -64,10 +66,11 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
     for local in ("data_root", "trained_on"):  # paths on the training machine mean nothing elsewhere
         meta.pop(local, None)
     command = run_info.get("command", [])
+    training_data, licence = meta.get("training_data", TRAINING_DATA), meta.get("licence", LICENCE)
     meta.update({
         "name": name,
-        "training_data": TRAINING_DATA,
-        "licence": LICENCE,
+        "training_data": training_data,
+        "licence": licence,
         "recipe": {"config": meta.get("recipe"),
                    "command": " ".join(["stemsplit", *command[1:]]) if command else None,
                    "script": "scripts/train_default_models.sh"},
@@ -89,7 +92,8 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
              "sample_rate": ckpt["sample_rate"], "weights_dtype": meta["weights_dtype"],
              "wiener_iterations": cfg.separate.wiener_iterations,
              "steps": meta.get("steps"), "best_step": meta.get("best_step"),
-             "trained_on": f"MUSDB18-7 train, {meta.get('best_step')} steps", "training_data": TRAINING_DATA, "licence": LICENCE,
+             "trained_on": meta.get("trained_on_summary") or f"MUSDB18-7 train, {meta.get('best_step')} steps",
+             "training_data": training_data, "licence": licence,
              "recipe": meta["recipe"]["command"]}
     if "mask_accuracy" in train_scores:  # binary-mask models: share of bins whose binary mask is right, in %
         entry["mask_accuracy"] = {k: round(100 * float(v), 1) for k, v in train_scores["mask_accuracy"].items()}
@@ -169,6 +173,35 @@ def report(eval_dir: Path) -> None:
         print("| seed study (its validation) | " + " | ".join(f"{SEED_ACCURACY[s]:.1f}" for s in STEMS) + " |")
 
 
+def ensemble(name: str, members: list[str], data: Path, split: str, step: float, wiener: int) -> None:
+    """Fit per-stem weights of shipped members on DATA's split and ship the result as NAME."""
+    from stemsplit.checkpoint import read_checkpoint as read
+    from stemsplit.pipelines.ensemble import write_ensemble
+
+    reg = _load_registry()
+    with tempfile.TemporaryDirectory(prefix="stemsplit-bag-") as tmp:
+        path = Path(tmp) / "best.ckpt"
+        fit = write_ensemble(members, data, path, split=split, step=step, wiener_iterations=wiener)
+        ckpt = read(path)
+        entries = [reg["models"][m] for m in members]
+        ckpt["meta"].update({
+            "training_data": " + ".join(dict.fromkeys(e["training_data"] for e in entries)),
+            "licence": " + ".join(dict.fromkeys(e["licence"] for e in entries)),
+            "trained_on_summary": "ensemble of " + " + ".join(f"{m} ({e['trained_on']})" for m, e in zip(members, entries)),
+            "recipe": f"scripts/package_models.py ensemble {name} --members {' '.join(members)} --step {step}"})
+        atomic_torch_save(ckpt, path)
+        add(name, Path(tmp), fp32=False, overrides=[])
+    reg = _load_registry()
+    reg["models"][name].update({"members": members, "ensemble_weights": fit.weights,
+                                "fitted_on": f"{data.name} {split}, {fit.tracks} tracks, step {step}"})
+    _save_registry(reg)
+    print("mean gSDR on the fitting split, per stem:")
+    for member, scores in fit.member_scores.items():
+        print(f"  {member:12s} " + "  ".join(f"{s} {v:.2f}" for s, v in scores.items()))
+    print(f"  {name:12s} " + "  ".join(f"{s} {v:.2f}" for s, v in fit.ensemble_scores.items()))
+    print("weights (members x stems):", fit.weights)
+
+
 def recipes() -> None:
     """One line per model of stemsplit/pretrained/recipes.yaml, for train_default_models.sh."""
     import yaml
@@ -190,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     p_report = sub.add_parser("report")
     p_report.add_argument("eval_dir", type=Path)
     sub.add_parser("recipes")
+    p_bag = sub.add_parser("ensemble")
+    p_bag.add_argument("name")
+    p_bag.add_argument("--members", nargs="+", required=True, help="shipped names or checkpoint paths")
+    p_bag.add_argument("--data", type=Path, required=True, help="prepared dataset to fit the weights on")
+    p_bag.add_argument("--split", default="valid")
+    p_bag.add_argument("--step", type=float, default=0.05, help="weight grid step")
+    p_bag.add_argument("--wiener-iterations", type=int, default=0)
     args = ap.parse_args(argv)
     if args.cmd == "add":
         add(args.name, args.run_dir, args.fp32, args.overrides)
@@ -197,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         score(args.eval_dir)
     elif args.cmd == "recipes":
         recipes()
+    elif args.cmd == "ensemble":
+        ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations)
     else:
         report(args.eval_dir)
     return 0

@@ -99,7 +99,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | plateau | constant
     warmup_steps: int = 100
     grad_clip: float = 5.0
-    loss: str = "auto"  # auto | bce | mse | l1 | mrstft
+    loss: str = "auto"  # auto | bce | mse | l1 | mrstft | affinity (embeddings models)
     time_loss_weight: float = 0.0
     # --- extra loss terms (training/loss_terms.py); 0 / false: off
     wsdr_weight: float = 0.0  # weighted SDR of the waveform estimates (through the iSTFT)
@@ -162,13 +162,18 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and not abs(number) < float("inf"):  # NaN or inf: they pass every range check
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        if number is not None:
+            return number
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -195,14 +200,28 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def model_config_from_dict(raw: dict, where: str = "model") -> ModelConfig:
+    """``{name: <architecture>, **params}`` -> ModelConfig, with the same checks as a config file
+    (an ensemble builds its members' configs with this)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with a name, got {raw!r}")
+    return _build_model(raw, where)
+
+
+def model_config_to_dict(model: ModelConfig) -> dict:
+    return {"name": model.name, **dataclasses.asdict(model.params)}
+
+
 def _build_model(raw: dict, where: str) -> ModelConfig:
     raw = dict(raw)
-    from stemsplit.models import DEFAULT_ARCHITECTURE, model_class
+    from stemsplit.models import DEFAULT_ARCHITECTURE, model_class, names
 
     name = raw.pop("name", DEFAULT_ARCHITECTURE)
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name: expected a model name, got {name!r}")
-    cls = model_class(name)  # ConfigError naming model.name and the valid names
+    if name not in names():
+        raise ConfigError(f"{where}.name: unknown model {name!r}; valid models are: {', '.join(names())}")
+    cls = model_class(name)
     params = _build(cls.params_class, raw, where)
     return ModelConfig(name=name, params=params)
 
@@ -221,7 +240,7 @@ def _check(cfg: Config) -> None:
     if cfg.separate.wiener_iterations < 0:
         raise ConfigError("separate.wiener_iterations: must be >= 0")
     valid = {"schedule": ("cosine", "plateau", "constant"),
-             "loss": ("auto", "bce", "mse", "l1", "mrstft"),
+             "loss": ("auto", "bce", "mse", "l1", "mrstft", "affinity"),
              "amp": ("none", "bf16", "fp16")}
     for key, choices in valid.items():
         value = getattr(cfg.train, key)
@@ -303,7 +322,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def config_to_dict(cfg: Config) -> dict:
     """Plain nested dict (YAML/checkpoint safe) that ``config_from_dict`` turns back into ``cfg``."""
     out = dataclasses.asdict(cfg)
-    out["model"] = {"name": cfg.model.name, **dataclasses.asdict(cfg.model.params)}
+    out["model"] = model_config_to_dict(cfg.model)
     return out
 
 

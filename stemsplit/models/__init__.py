@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from stemsplit.models.base import SeparationModel
-from stemsplit.models.registry import model_class, names, register, unregister
+from stemsplit.models.registry import combining_family, model_class, names, register, unregister
 
 DEFAULT_ARCHITECTURE = "lstm"  # what a config without model.name gets
 
@@ -28,5 +28,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["DEFAULT_ARCHITECTURE", "SeparationModel", "build_model", "count_parameters", "model_args",
+__all__ = ["DEFAULT_ARCHITECTURE", "SeparationModel", "build_model", "combining_family", "count_parameters",
+           "model_args",
            "model_class", "names", "register", "unregister"]

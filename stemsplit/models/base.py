@@ -18,12 +18,19 @@ What a model declares
     ``waveform``: (B, C, L) samples.
 ``output_kind`` (what ``forward`` produces)
     ``masks``: (B, S, C, F, T) in [0, 1]; ``spectrograms``: (B, S, C, F, T) magnitudes;
-    ``waveforms``: (B, S, C, L); ``embeddings``: (B, C, F, T, D).
+    ``waveforms``: (B, S, C, L); ``embeddings``: a pair (embeddings (B, C, F, T, D), masks
+    (B, S, C, F, T) or None): one unit vector per time-frequency bin, and optionally a mask head
+    trained beside them (chimera); ``mask_head_weight(params)`` weighs that head's loss.
 ``target`` and ``default_loss``
     What the training losses compare the output with (``magnitude``: the stems' |STFT|,
     ``binary_mask``: B = |S| > threshold * |M|, ``waveform``, ``affinity``), and the loss
     ``train.loss: auto`` resolves to. ``has_logits`` says the model has ``forward_logits``
     (pre-sigmoid masks), which logit losses (bce) need.
+``trained_by``
+    ``gradient`` (the default): the training loop's AdamW steps on the loss. ``fit``: no
+    gradient; ``training/fit.py`` hands every training batch's magnitudes to ``fit_step`` and
+    calls ``finish_fit`` at the end, then validates and writes checkpoints like any run. What a
+    fit learns must live in parameters or buffers, so that it is in the state_dict.
 ``context_frames()``
     STFT frames of context each output frame needs on each side; ``None`` when unbounded
     (recurrent models). The engine keeps every segment's discarded margin at least this wide.
@@ -45,6 +52,7 @@ from torch import nn
 INPUT_KINDS = ("magnitude", "complex", "waveform")
 OUTPUT_KINDS = ("masks", "spectrograms", "waveforms", "embeddings")
 TARGETS = ("magnitude", "binary_mask", "waveform", "affinity")
+TRAINED_BY = ("gradient", "fit")
 
 
 class SeparationModel(nn.Module):
@@ -57,6 +65,8 @@ class SeparationModel(nn.Module):
     target: ClassVar[str] = "magnitude"
     default_loss: ClassVar[str] = "mse"
     has_logits: ClassVar[bool] = False
+    combines_members: ClassVar[bool] = False  # an ensemble of other trained models (model_section)
+    trained_by: ClassVar[str] = "gradient"
 
     def __init__(self, params: Any, *, n_bins: int, n_channels: int, n_stems: int):
         super().__init__()
@@ -80,6 +90,11 @@ class SeparationModel(nn.Module):
         if norm is not None:
             norm.set_stats(mean, std)
 
+    @classmethod
+    def mask_head_weight(cls, params: Any) -> float:
+        """Embeddings models: weight of the magnitude loss on the mask head beside the affinity loss."""
+        return 0.0
+
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"model {self.name!r} has no logits (has_logits is False)")
 
@@ -97,6 +112,17 @@ class SeparationModel(nn.Module):
     def stem_waveforms(self, wav: torch.Tensor) -> torch.Tensor:
         """Waveform models: (B, C, L) mixture -> (B, S, C, L) stems."""
         return self(wav)
+
+    # --- models trained without gradients (trained_by == "fit") ----------------------------
+
+    def fit_step(self, mix_mag: torch.Tensor, src_mag: torch.Tensor) -> float:
+        """Learn from one batch: (B, C, F, T) mixture and (B, S, C, F, T) stem magnitudes.
+
+        Returns the batch's fitting loss (what the training log shows)."""
+        raise NotImplementedError(f"model {self.name!r} is trained by gradient, not fitted")
+
+    def finish_fit(self) -> None:
+        """Called once after the last ``fit_step`` of a run (before the final checkpoint)."""
 
     @property
     def spectral(self) -> bool:

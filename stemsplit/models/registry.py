@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from typing import Callable
 
 from stemsplit.errors import ConfigError
-from stemsplit.models.base import INPUT_KINDS, OUTPUT_KINDS, TARGETS, SeparationModel
+from stemsplit.models.base import INPUT_KINDS, OUTPUT_KINDS, TARGETS, TRAINED_BY, SeparationModel
 
 _MODELS: dict[str, type[SeparationModel]] = {}
 _NOT_FAMILIES = {"base", "registry", "common"}  # helper modules in the models folder
@@ -48,7 +48,8 @@ def _check_contract(name: str, cls: type) -> None:
         raise TypeError(f"{where}: must subclass stemsplit.models.base.SeparationModel")
     if not dataclasses.is_dataclass(getattr(cls, "params_class", None)):
         raise TypeError(f"{where}: params_class must be a dataclass")
-    for attr, choices in (("input_kind", INPUT_KINDS), ("output_kind", OUTPUT_KINDS), ("target", TARGETS)):
+    for attr, choices in (("input_kind", INPUT_KINDS), ("output_kind", OUTPUT_KINDS), ("target", TARGETS),
+                          ("trained_by", TRAINED_BY)):
         if getattr(cls, attr) not in choices:
             raise TypeError(f"{where}: {attr} {getattr(cls, attr)!r} is not one of {', '.join(choices)}")
 
@@ -70,6 +71,14 @@ def _load_builtin() -> None:
 def names() -> list[str]:
     _load_builtin()
     return sorted(_MODELS)
+
+
+def combining_family() -> type[SeparationModel]:
+    """The family that runs several trained models as one (``combines_members``)."""
+    found = [model_class(n) for n in names() if model_class(n).combines_members]
+    if not found:
+        raise ConfigError("no registered model family combines trained models into an ensemble")
+    return found[0]
 
 
 def model_class(name: str) -> type[SeparationModel]:

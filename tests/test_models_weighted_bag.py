@@ -1,0 +1,83 @@
+"""The ensemble family: members' masks with per-stem weights, fitted on a split, run as one model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tone_mix, write_tiny_checkpoint
+from stemsplit import pretrained
+from stemsplit.checkpoint import load_checkpoint
+from stemsplit.config import ConfigError, load_config
+from stemsplit.models import combining_family
+from stemsplit.pipelines.ensemble import simplex_grid, write_ensemble
+from stemsplit.separation.engine import Separator
+from stemsplit.settings import EngineSettings
+from test_training_corpus import make_corpus
+
+NO_WIENER = EngineSettings(wiener_iterations=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bag")
+    return root, [str(write_tiny_checkpoint(root / f"m{i}.ckpt", "lstm", seed=i)) for i in range(2)]
+
+
+def test_simplex_grid():
+    grid = simplex_grid(3, 0.5)
+    assert sorted(grid) == sorted([(0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5), (0.5, 0.5, 0), (1, 0, 0)])
+    assert len(simplex_grid(2, 0.05)) == 21
+    with pytest.raises(ConfigError, match="must divide 1"):
+        simplex_grid(2, 0.3)
+
+
+def test_the_bag_separates_like_the_weighted_average_of_its_members(members, tmp_path):
+    root, paths = members
+    corpus = make_corpus(tmp_path / "ds", n_train=1, n_valid=2)
+    fit = write_ensemble(paths, corpus, tmp_path / "bag.ckpt", step=0.25)
+    bag = load_checkpoint(tmp_path / "bag.ckpt")
+    assert bag.config.model.name == combining_family().name
+    assert bag.config.model.params.weights == fit.weights
+    for s in range(4):  # every stem's weights are on the grid and sum to 1
+        column = [row[s] for row in fit.weights]
+        assert sum(column) == pytest.approx(1.0) and all(w in (0, 0.25, 0.5, 0.75, 1.0) for w in column)
+    for stem, score in fit.ensemble_scores.items():  # the fit is at least as good as each member alone
+        assert score >= max(fit.member_scores[m][stem] for m in paths) - 1e-6
+
+    mix = torch.from_numpy(tone_mix(3.0, seed=5))
+    together = Separator.from_loaded(bag, NO_WIENER).separate_tensor(mix)
+    singles = [Separator.from_loaded(load_checkpoint(p), NO_WIENER).separate_tensor(mix) for p in paths]
+    w = torch.tensor(fit.weights)                                       # (members, stems)
+    expected = sum(w[i].view(-1, 1, 1) * singles[i] for i in range(2))
+    assert torch.allclose(together, expected, atol=1e-5)
+
+
+def test_weights_and_members_are_checked():
+    with pytest.raises(ConfigError, match="must be >= 0 and sum to 1"):
+        load_config(None, ["model.name=weighted_bag", "model.members=[{name: lstm}, {name: lstm}]",
+                           "model.weights=[[1,1,1,1],[1,1,1,1]]"])
+    with pytest.raises(ConfigError, match="needs 2 rows"):
+        load_config(None, ["model.name=weighted_bag", "model.members=[{name: lstm}, {name: lstm}]",
+                           "model.weights=[[1,1,1,1]]"])
+    with pytest.raises(ConfigError, match="model.members\\[0\\].name: unknown model"):
+        load_config(None, ["model.name=weighted_bag", "model.members=[{name: nope}]", "model.weights=[[1,1,1,1]]"])
+
+
+def test_members_must_share_the_stft(members, tmp_path):
+    root, paths = members
+    other = write_tiny_checkpoint(tmp_path / "other.ckpt", "lstm", ["stft.hop_length=256"])
+    corpus = make_corpus(tmp_path / "ds", n_train=1, n_valid=1)
+    with pytest.raises(ConfigError, match="members must share stems, STFT and audio settings"):
+        write_ensemble([paths[0], str(other)], corpus, tmp_path / "bag.ckpt")
+
+
+BAGS = [m for m in pretrained.list_models() if "ensemble_weights" in m]
+
+
+@pytest.mark.parametrize("entry", BAGS, ids=[m["name"] for m in BAGS])
+def test_shipped_ensembles_take_their_weights_from_the_registry(entry):
+    loaded = pretrained.resolve_model(entry["name"])
+    assert loaded.config.model.params.weights == entry["ensemble_weights"]
+    assert len(loaded.model.members) == len(entry["members"])
+    stems = Separator.from_loaded(loaded).separate_tensor(torch.from_numpy(tone_mix(4.0, seed=2)))
+    assert stems.shape[0] == 4 and torch.isfinite(stems).all()
