@@ -64,6 +64,8 @@ class SeparateConfig:
     segment_seconds: float = 10.0
     overlap: float = 0.25
     wiener_iterations: int = 0  # this model's default post-filter; --wiener-iterations overrides
+    # stems that take the Wiener estimate when it runs; the others keep plain masking. Empty: all
+    wiener_stems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -239,6 +241,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError("separate.overlap: must be in [0, 1)")
     if cfg.separate.wiener_iterations < 0:
         raise ConfigError("separate.wiener_iterations: must be >= 0")
+    unknown = [s for s in cfg.separate.wiener_stems if s not in cfg.stems]
+    if unknown:
+        raise ConfigError(f"separate.wiener_stems: {unknown[0]!r} is not one of the stems {cfg.stems}")
     valid = {"schedule": ("cosine", "plateau", "constant"),
              "loss": ("auto", "bce", "mse", "l1", "mrstft", "affinity"),
              "amp": ("none", "bf16", "fp16")}

@@ -72,6 +72,8 @@ class Separator:
         seconds = _either(flags.segment_seconds, own.segment_seconds)
         overlap = _either(flags.overlap, own.overlap)
         self.wiener_iterations = _either(flags.wiener_iterations, own.wiener_iterations)
+        # stems that keep plain masking when the Wiener filter runs (separate.wiener_stems)
+        self.plain_stems = [i for i, s in enumerate(self.stems) if own.wiener_stems and s not in own.wiener_stems]
         self.segment = max(4, round(seconds * self.sample_rate / hop)) * hop
         self.overlap = min(round(overlap * self.segment / hop) * hop, self.segment - hop)
         context = model.context_frames()
@@ -97,6 +99,9 @@ class Separator:
         if self.wiener_iterations > 0:
             est_mag = model.stem_magnitudes(model_input[None], mag[None])[0]  # (S, C, F, T)
             est = wiener(spec, est_mag, self.wiener_iterations)
+            if self.plain_stems:
+                keep = self.plain_stems
+                est[keep] = est_mag[keep] * (spec / mag.clamp_min(1e-12))[None]
         elif model.output_kind == "masks":
             est = model(model_input[None])[0] * spec[None]  # a mask applies to the complex STFT
         else:
