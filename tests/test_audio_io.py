@@ -101,3 +101,45 @@ def test_rewrite_changes_subtype_with_a_transform(tmp_path):
     rewrite_audio(tmp_path / "f.wav", tmp_path / "i.flac", "PCM_24", lambda b: np.clip(b, -1, 1))
     y, _ = read_audio(tmp_path / "i.flac")
     assert np.abs(y).max() <= 1.0 and sf.info(tmp_path / "i.flac").subtype == "PCM_24"
+
+
+def test_a_truncated_wav_is_an_error_naming_the_file_and_both_lengths(tmp_path):
+    import struct
+
+    path = write_audio(tmp_path / "t.wav", tone_mix(2.0), 44100, "PCM_16")
+    whole = path.read_bytes()
+    assert audio_info(path).frames == 88200
+    path.write_bytes(whole[: len(whole) // 2])  # the header still says 2 s
+    for call in (audio_info, read_audio):
+        with pytest.raises(AudioError, match=r"t\.wav: truncated: its header promises 2\.00 s of audio but the "
+                                             r"file holds 1\.00 s") as info:
+            call(path)
+        assert "\n" not in str(info.value)
+    # a streaming writer's "length unknown" header is not a truncation
+    data_at = whole.index(b"data")
+    stream = whole[:data_at + 4] + struct.pack("<I", 0xFFFFFFFF) + whole[data_at + 8: len(whole) // 2]
+    path.write_bytes(stream)
+    assert audio_info(path).frames > 0
+
+
+def test_a_failed_or_full_write_removes_its_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from stemsplit.audio.io import DiskFullError
+
+    out = tmp_path / "out"
+    writer = AudioWriter(out / "a.wav", 44100, 2, "PCM_16")
+    writer.write(tone_mix(0.1))
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sf.SoundFile, "write", full)
+    with pytest.raises(DiskFullError, match=r"a\.wav: disk full while writing \(No space left on device\)"):
+        writer.write(tone_mix(0.1))
+    assert list(out.iterdir()) == []  # removed at once, before anyone calls abort()
+    monkeypatch.undo()
+    (out / "b.wav").mkdir()  # the final name is taken by a folder: the rename fails
+    with pytest.raises(AudioError, match=r"b\.wav: write failed"):
+        write_audio(out / "b.wav", tone_mix(0.1), 44100)
+    assert [p.name for p in out.iterdir()] == ["b.wav"]

@@ -3,14 +3,16 @@
 Arrays are float32 ``(channels, time)`` at the file's own sample rate. Formats libsndfile
 reads (wav, flac, ogg, mp3, aiff) go through soundfile; anything else ffmpeg decodes (m4a,
 aac, opus, video files) goes through an ``ffmpeg`` pipe. Readers stream in blocks so a long
-file is never held whole in memory. Writers write to a temporary file and rename it into
-place only when complete, so a killed run never leaves a half-written file behind.
+file is never held whole in memory. Writers (``stemsplit.audio.writer``, re-exported here)
+write to a temporary file and rename it into place only when complete, so a killed run never
+leaves a half-written file behind.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +21,12 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from stemsplit.atomic import mkstemp_beside
-from stemsplit.errors import StemsplitError
+from stemsplit.audio.errors import AudioError, DiskFullError  # noqa: F401  (re-exported)
+from stemsplit.audio.writer import SUBTYPES, AudioWriter, subtype_for, write_audio  # noqa: F401  (re-exported)
 
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf"}
 FFMPEG_EXTS = {".m4a", ".aac", ".mp4", ".opus", ".webm", ".mkv", ".mov", ".wma", ".ac3", ".mka", ".avi"}
 AUDIO_EXTS = SOUNDFILE_EXTS | FFMPEG_EXTS
-
-# --set audio output: (container, subtype) per output choice
-SUBTYPES = {("wav", 16): "PCM_16", ("wav", 24): "PCM_24", ("wav", 32): "FLOAT",
-            ("flac", 16): "PCM_16", ("flac", 24): "PCM_24"}
-
-
-class AudioError(StemsplitError, RuntimeError):
-    """An audio file that cannot be read or written; the message names the file and the problem."""
 
 
 @dataclass
@@ -84,17 +78,58 @@ def _ffprobe(path: Path) -> AudioInfo:
     return AudioInfo(path, sr, int(st.get("channels") or 0), int(round(float(duration) * sr)), "ffmpeg")
 
 
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """``(frames the header promises, frames the file holds)`` for a RIFF/WAVE file that was cut
+    short (an interrupted copy or download); None for a whole file or another format.
+
+    libsndfile reads such a file without a word and reports only the frames present, so the
+    header is read here: the data chunk's declared size against the bytes after it. Sizes 0
+    and 0xFFFFFFFF are what streaming writers put when they cannot know the length.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(fh.fileno()).st_size
+            block_align, pos = 0, 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                chunk, length = struct.unpack("<4sI", fh.read(8))
+                if chunk == b"fmt ":
+                    fmt = fh.read(16)
+                    block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+                elif chunk == b"data":
+                    if not block_align or length in (0, 0xFFFFFFFF):
+                        return None
+                    promised, held = length // block_align, (size - pos - 8) // block_align
+                    return (promised, held) if promised > held else None
+                pos += 8 + length + (length & 1)  # chunks are padded to an even size
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 def audio_info(path: str | Path) -> AudioInfo:
+    """Rate, channels and length of a file; AudioError (one line) for a file that cannot be
+    used: missing, empty, unreadable, or a WAV whose header promises more audio than it holds."""
     path = Path(path)
     _require_file(path)
     if path.suffix.lower() in SOUNDFILE_EXTS:
         try:
             info = sf.info(str(path))
-            return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             if path.suffix.lower() in {".wav", ".flac", ".aif", ".aiff"}:
                 raise AudioError(f"{path}: not a readable audio file ({exc})") from None
             # libsndfile builds without mp3/ogg support: fall back to ffmpeg
+        else:
+            rate = int(info.samplerate)
+            short = _wav_shortfall(path) if path.suffix.lower() == ".wav" else None
+            if short is not None and rate > 0:
+                raise AudioError(f"{path}: truncated: its header promises {short[0] / rate:.2f} s of audio but the "
+                                 f"file holds {short[1] / rate:.2f} s; copy or export it again (to keep what is "
+                                 "there, rewrite it first: ffmpeg -i IN.wav OUT.wav)")
+            return AudioInfo(path, rate, int(info.channels), int(info.frames), "soundfile")
     return _ffprobe(path)
 
 
@@ -185,83 +220,14 @@ def read_audio(path: str | Path, start: int = 0, frames: int = -1) -> tuple[np.n
     return np.concatenate(blocks, axis=1), info.sample_rate
 
 
-# --- writing ---------------------------------------------------------------------------
-
-
-def subtype_for(fmt: str, bits: int) -> str:
-    try:
-        return SUBTYPES[(fmt, bits)]
-    except KeyError:
-        valid = ", ".join(f"{f}/{b}" for f, b in SUBTYPES)
-        raise AudioError(f"output format {fmt}/{bits}-bit is not supported; choose one of {valid}") from None
-
-
-class AudioWriter:
-    """Stream blocks into ``path`` atomically: data goes to a temporary file beside it and is
-    renamed into place by ``commit()``; ``abort()`` (or an exception in a ``with``) removes it.
-    """
-
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, subtype: str = "FLOAT",
-                 fmt: str | None = None):
-        self.path = Path(path)
-        fmt = (fmt or self.path.suffix.lstrip(".") or "wav").upper()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = mkstemp_beside(self.path, suffix=".part")
-            os.close(fd)
-        except OSError as exc:
-            raise AudioError(f"{self.path.parent}: cannot write output here ({exc.strerror})") from None
-        self.tmp = Path(tmp)
-        try:
-            self._fh = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate), channels=channels,
-                                    subtype=subtype, format=fmt)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise AudioError(f"{self.path}: cannot open for writing ({exc})") from None
-        self.frames = 0
-
-    def write(self, block: np.ndarray) -> None:
-        """block: (channels, time) float."""
-        try:
-            self._fh.write(np.ascontiguousarray(block.T, dtype=np.float32))
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise AudioError(f"{self.path}: write failed ({exc})") from None
-        self.frames += block.shape[1]
-
-    def commit(self) -> Path:
-        self._fh.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> "AudioWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-
-def write_audio(path: str | Path, data: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:
-    """Write a whole (channels, time) array atomically."""
-    with AudioWriter(path, sample_rate, data.shape[0], subtype) as writer:
-        writer.write(data)
-    return Path(path)
-
-
 def rewrite_audio(src: str | Path, dst: str | Path, subtype: str, transform=None,
-                  block_frames: int = 1 << 18) -> Path:
+                  block_frames: int = 1 << 18, info: AudioInfo | None = None) -> Path:
     """Copy ``src`` to ``dst`` block by block in another subtype, atomically.
 
     ``transform`` maps each float32 (channels, time) block before it is written (gain, clamp).
+    ``info`` describes ``src`` when its name says nothing (a scratch file ending in ``.tmp``).
     """
-    info = audio_info(src)
+    info = info or audio_info(src)
     with AudioWriter(dst, info.sample_rate, info.channels, subtype) as writer:
         for block in iter_blocks(src, block_frames, info=info):
             writer.write(transform(block) if transform else block)
