@@ -9,6 +9,7 @@ from rich.table import Table
 
 from stemsplit.cli.common import (DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app, console,
                                   engine_settings, fail, is_tty, user_errors)
+from stemsplit.cli.flags import check_choice, check_number
 
 
 class RichUI(ProgressUI):
@@ -110,15 +111,19 @@ def separate(
     list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
 ) -> None:
     """Separate songs into stems: `stemsplit separate song.mp3`."""
-    from stemsplit.pipelines.separate import SeparateRequest, parse_shard, run_separate
-
     if list_models:
         _list_models()
         return
     if not inputs:
         fail("no input given; usage: stemsplit separate SONG_OR_FOLDER [...]")
-    engine = engine_settings(segment, overlap, shifts, wiener_iterations, device)
+    engine = engine_settings(segment, overlap, shifts, wiener_iterations, device)  # before torch loads
     with user_errors():
+        check_number("--jobs", jobs, 1, 1024)
+        check_choice("--bits", str(bits), ("16", "24", "32"))
+    from stemsplit.cli.terminate import exit_on_sigterm
+    from stemsplit.pipelines.separate import SeparateRequest, parse_shard, run_separate
+
+    with user_errors(), exit_on_sigterm("no temporary files were left; run again with --skip-existing to resume"):
         req = SeparateRequest(
             inputs=list(inputs), out_dir=out, filename=filename, model=model,
             stems=[s.strip() for s in stems.split(",") if s.strip()] if stems else None,

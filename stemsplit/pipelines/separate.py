@@ -6,6 +6,7 @@ summary lists every failure so the CLI can exit non-zero.
 from __future__ import annotations
 
 import itertools
+import os
 import string
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from typing import Protocol
 import torch
 
 from stemsplit.audio.convert import CLIP_MODES
-from stemsplit.audio.io import AudioError, audio_info, is_audio_path, subtype_for
+from stemsplit.atomic import mkstemp_beside
+from stemsplit.audio.io import AudioError, DiskFullError, audio_info, is_audio_path, subtype_for
 from stemsplit.checkpoint import CheckpointError
 from stemsplit.errors import StemsplitError
 from stemsplit.pipelines.separate_file import output_names, separate_file
@@ -24,6 +26,7 @@ from stemsplit.separation.engine import Separator
 from stemsplit.settings import EngineSettings
 
 TEMPLATE_KEYS = ("model", "track", "stem", "ext")
+MAX_JOBS = 1024  # also checked by the CLI (stemsplit.cli.separate) before torch loads
 
 
 class SeparateError(StemsplitError, ValueError):
@@ -98,7 +101,11 @@ def discover(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     files, missing = [], []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and is_audio_path(p))
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio_path(p))
+            if not found:
+                missing.append((item, f"{item}: no audio files in this folder (wav, flac, mp3, ogg, m4a, "
+                                      "opus, ...); give a folder of songs or the files themselves"))
+            files += found
         elif item.exists():
             files.append(item)
         else:
@@ -123,20 +130,23 @@ def _validate(req: SeparateRequest) -> None:
     subtype_for(req.fmt, req.bits)
     check_template(req.filename)
     req.engine.checked()
+    if req.jobs is not None and not 1 <= req.jobs <= MAX_JOBS:
+        raise SeparateError(f"--jobs {req.jobs}: must be between 1 and {MAX_JOBS} CPU threads")
     try:
         req.out_dir.mkdir(parents=True, exist_ok=True)
-        probe = req.out_dir / ".stemsplit-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = mkstemp_beside(req.out_dir / "write-test")  # unique: runs may share a folder
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise SeparateError(f"output folder {req.out_dir} is not writable ({exc.strerror}); "
                             "choose another with -o") from None
 
 
 def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
-    """Separate every input file; raises SeparateError/CheckpointError only before any work."""
+    """Separate every input file; raises SeparateError/CheckpointError only before any work, and
+    DiskFullError when the output device is full (the files finished before it are kept)."""
     _validate(req)
-    if req.jobs:
+    if req.jobs is not None:
         torch.set_num_threads(req.jobs)
     loaded = resolve_model(req.model)
     stems = req.stems or loaded.stems
@@ -180,6 +190,8 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
             segments = itertools.count(1)
             result = separate_file(path, separator, stems, req.residual, targets, subtype, req.clip,
                                    on_segment=lambda _samples, p=path: ui.segment_done(p, next(segments)))
+        except DiskFullError:
+            raise  # every later file would fail the same way: stop with one line
         except (AudioError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
             msg = _one_line(path, exc)
             summary.failed.append((path, msg))

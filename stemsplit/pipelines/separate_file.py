@@ -1,8 +1,12 @@
 """Separate one audio file into stem files, streaming, in bounded memory.
 
     file blocks (input rate) -> channel layout -> resample to model rate -> chunked engine
-      -> resample back -> channel layout of the input -> float32 stage files -> clip protection
+      -> resample back -> channel layout of the input -> float32 scratch files -> clip protection
       -> final files (renamed into place only when complete)
+
+Scratch and partial files carry stemsplit's temporary names (``stemsplit.atomic``) and are
+removed on every exit path: success, a bad file, a full disk, SIGTERM (which the CLI turns into
+an exception so that these ``finally`` blocks run).
 
 Only a few segments of audio are in memory at any time, whatever the file's length.
 """
@@ -16,9 +20,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from stemsplit.atomic import remove_own_temps
 from stemsplit.audio.convert import (StreamingResampler, clip_gain, protect, to_model_channels,
                                      to_output_channels)
-from stemsplit.audio.io import AudioError, AudioWriter, audio_info, iter_blocks, rewrite_audio
+from stemsplit.audio.io import AudioError, AudioInfo, AudioWriter, audio_info, iter_blocks, rewrite_audio
 from stemsplit.separation.engine import Separator
 
 BLOCK_SECONDS = 1.0
@@ -67,6 +72,10 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
                   targets: dict[str, Path], subtype: str, clip: str,
                   on_segment: Callable[[int], None] | None = None) -> FileResult:
     """Write ``targets`` (output name -> final path) for one input file; raises AudioError."""
+    folders = [str(t) for t in targets.values() if t.is_dir()]
+    if folders:
+        raise AudioError(f"{folders[0]}: this output path is an existing folder; move it away or choose "
+                         "another --filename")
     info = audio_info(path)
     if info.backend == "soundfile" and info.frames == 0:
         raise AudioError(f"{path}: has no audio samples (zero length)")
@@ -97,12 +106,13 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
         if tail.shape[-1]:
             yield tail
 
-    stage = {name: p.with_name(f".{p.stem}.stage.wav") for name, p in targets.items()}
+    # float32 scratch files beside each output, under unique temporary names (stemsplit.atomic):
+    # two runs writing the same folder never share one, and a dead run's are swept by the next
     writers: dict[str, AudioWriter] = {}
     peaks = {name: 0.0 for name in targets}
     try:
-        for name, p in stage.items():
-            writers[name] = AudioWriter(p, info.sample_rate, out_channels, "FLOAT", fmt="WAV")
+        for name, final in targets.items():
+            writers[name] = AudioWriter(final, info.sample_rate, out_channels, "FLOAT", fmt="WAV", scratch=True)
 
         def emit(stems_block: torch.Tensor) -> None:
             """stems_block: (S, C_model, m) at the input rate."""
@@ -133,8 +143,7 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
             emit(y.reshape(s, c, -1))
         if counts["written"] < counts["read"]:  # rounding left us short: pad with silence
             emit(torch.zeros(s, c, counts["read"] - counts["written"]))
-        for name, w in writers.items():
-            w.commit()
+        stage = {name: w.commit() for name, w in writers.items()}
         for name, final in targets.items():
             gain = clip_gain(peaks[name], clip)
             if gain != 1.0:
@@ -142,11 +151,12 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
                                        f"rescaled by {gain:.3f} to avoid clipping")
             elif clip == "clamp" and peaks[name] > 1.0:
                 result.messages.append(f"{path.name}: {name} peaked at {peaks[name]:.2f}; clamped to [-1, 1]")
-            rewrite_audio(stage[name], final, subtype, lambda b, g=gain: protect(b, clip, g))
+            staged = AudioInfo(stage[name], info.sample_rate, out_channels, counts["read"], "soundfile")
+            rewrite_audio(stage[name], final, subtype, lambda b, g=gain: protect(b, clip, g), info=staged)
             result.outputs[name] = final
     finally:
-        for w in writers.values():
+        for w in writers.values():  # the scratch files, whatever happened (an exception, SIGTERM)
             w.abort()
-        for p in stage.values():
-            p.unlink(missing_ok=True)
+        for final in targets.values():  # and one an interrupt left between its creation and its writer
+            remove_own_temps(final)
     return result
