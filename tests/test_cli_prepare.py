@@ -82,7 +82,7 @@ def test_bad_input_gives_one_line_errors(tmp_path):
     res = run("musdb", "--root", tmp_path, "--out", tmp_path / "out", "--subsets", "everything")
     assert res.exit_code == 2 and "choose from train, test" in res.output
     res = run("synth", "--out", tmp_path / "s", "--tracks", 0)
-    assert res.exit_code == 2 and "must be positive" in res.output
+    assert res.exit_code == 2 and "--tracks 0: must be in [1, " in res.output
     res = run("synth", "--out", tmp_path / "s", "--set", "audio.nope=1")
     assert res.exit_code == 2 and "unknown key 'nope'" in res.output
     res = run()

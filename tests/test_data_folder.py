@@ -76,19 +76,19 @@ def test_checks_report_and_leave_out_bad_tracks(tmp_path, messy):
     assert "lengths differ" in status["bad_length"].summary()
     assert "sample rates differ: " in status["bad_rate"].summary() and "16000" in status["bad_rate"].summary()
     assert status["silent_vocals"].status == "warn" and "silent: vocals" in status["silent_vocals"].summary()
-    assert "not the sum of its stems" in status["bad_mix"].summary()
+    assert status["bad_mix"].status == "warn" and "not the sum of its stems" in status["bad_mix"].summary()
     assert -19.5 < status["bad_mix"].residual_db < -18.5  # 0.1 of the sum missing: 20 log10(0.1 / 0.9)
     assert status["clipped"].status == "warn" and "clipped samples: vocals" in status["clipped"].summary()
     corrupt = status["corrupt"].summary()
     assert "unreadable" in corrupt and str(messy / "corrupt" / "vocals.wav") in corrupt
-    assert sorted(c.name for c in report.failed) == ["bad_length", "bad_mix", "bad_rate", "corrupt", "missing_bass"]
+    assert sorted(c.name for c in report.failed) == ["bad_length", "bad_rate", "corrupt", "missing_bass"]
 
     ds = PreparedDataset(tmp_path / "out")
-    assert ds.tracks("train") == ["clipped", "good0", "good1", "good2", "silent_vocals"]
+    assert ds.tracks("train") == ["bad_mix", "clipped", "good0", "good1", "good2", "silent_vocals"]
     np.testing.assert_allclose(ds.load_track("good1")["drums"], stem_audio(1)["drums"], atol=2e-3)
 
     strict = prepare_folder(messy, STEMS, options(tmp_path, checks=CheckOptions(strict=True)), valid_fraction=0)
-    assert {"clipped", "silent_vocals"} <= {c.name for c in strict.failed}
+    assert {"bad_mix", "clipped", "silent_vocals"} <= {c.name for c in strict.failed}
 
 
 def test_valid_fraction_split_layout_and_extra_stems(tmp_path):

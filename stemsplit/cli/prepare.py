@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stemsplit.cli.common import SET_HELP, app, config_or_exit, console, is_tty, user_errors
+from stemsplit.cli.flags import check_choice, check_number
 
 prepare_app = typer.Typer(help="Turn a dataset into a training-ready cache (see 'prepare COMMAND --help').",
                           no_args_is_help=True)
@@ -20,6 +21,10 @@ app.add_typer(prepare_app, name="prepare")
 
 OUT_HELP = "Folder for the prepared dataset; train/evaluate read it with --data."
 TABLE_ROWS = 40  # more tracks than this: list only those with warnings or problems (unless --verbose)
+DTYPES = ("int16", "float32")  # stemsplit.data.cache_format.DTYPES, named here so no torch loads for a bad flag
+RATE_RANGE = (1000, 384000)
+MAX_TRACKS = 100_000
+MAX_SECONDS = 3600.0
 
 
 class PrepareUI:
@@ -84,6 +89,19 @@ def _print_report(report, verbose: bool) -> None:
         raise typer.Exit(1)
 
 
+def _check_flags(sample_rate: Optional[int], dtype: str, limit: int, max_residual_db: float, silence_db: float,
+                 valid_fraction: float | None = None, seed: int | None = None) -> None:
+    """Every numeric flag, finite and in range, before any work: one line naming the flag, exit 2."""
+    with user_errors():
+        check_number("--sample-rate", sample_rate, *RATE_RANGE)
+        check_choice("--dtype", dtype, DTYPES)
+        check_number("--limit", limit, 0, hint="0 (the default) prepares every track")
+        check_number("--max-residual-db", max_residual_db, -200, 100)
+        check_number("--silence-db", silence_db, -200, 0, high_open=True)
+        check_number("--valid-fraction", valid_fraction, 0, 1, high_open=True)
+        check_number("--seed", seed, 0, 2**32 - 1)
+
+
 def _options(out: Path, config: Optional[Path], overrides: List[str], sample_rate: Optional[int],
              dtype: str, limit: int, strict: bool, max_residual_db: float, silence_db: float):
     from stemsplit.data.checks import CheckOptions
@@ -103,9 +121,11 @@ _SET = typer.Option([], "--set", help=SET_HELP)
 _RATE = typer.Option(None, "--sample-rate", help="Resample to this rate (default: the config's, 44100).")
 _DTYPE = typer.Option("int16", "--dtype", help="Cache sample type: int16 with a scale per stem (half the disk, fastest) or float32.")
 _LIMIT = typer.Option(0, "--limit", help="Only the first N tracks of each split (quick trials).")
-_STRICT = typer.Option(False, "--strict", help="Leave out tracks with warnings (silent stems, clipping) too.")
-_RESIDUAL = typer.Option(-20.0, "--max-residual-db", help="Leave out tracks whose mixture differs from the "
-                         "sum of the stems by more than this (dB relative to the mixture).")
+_STRICT = typer.Option(False, "--strict", help="Leave out tracks with warnings too (silent stems, clipping, a "
+                       "mixture that is not the sum of its stems).")
+_RESIDUAL = typer.Option(-20.0, "--max-residual-db", help="Warn about tracks whose mixture differs from the "
+                         "sum of the stems by more than this (dB relative to the mixture); --strict leaves "
+                         "them out.")
 _SILENCE = typer.Option(-60.0, "--silence-db", help="A stem quieter than this (RMS dBFS) is reported as silent.")
 _VERBOSE = typer.Option(False, "--verbose", "-v", help="List every track in the checks table.")
 
@@ -122,6 +142,7 @@ def prepare_musdb(
     silence_db: float = _SILENCE, verbose: bool = _VERBOSE,
 ) -> None:
     """MUSDB18 (.stem.mp4) or MUSDB18-HQ (--wav) with the official train/valid/test splits."""
+    _check_flags(sample_rate, dtype, limit, max_residual_db, silence_db)
     from stemsplit.pipelines import prepare as pipeline
 
     _, options = _options(out, config, overrides, sample_rate, dtype, limit, strict, max_residual_db, silence_db)
@@ -149,6 +170,7 @@ def prepare_folder(
     silence_db: float = _SILENCE, verbose: bool = _VERBOSE,
 ) -> None:
     """Any folder of <track>/{vocals,drums,bass,other}.wav (+ mixture.wav), with per-track checks."""
+    _check_flags(sample_rate, dtype, limit, max_residual_db, silence_db, valid_fraction, seed)
     from stemsplit.pipelines import prepare as pipeline
 
     cfg, options = _options(out, config, overrides, sample_rate, dtype, limit, strict, max_residual_db, silence_db)
@@ -170,6 +192,10 @@ def prepare_synth(
     dtype: str = _DTYPE, verbose: bool = _VERBOSE,
 ) -> None:
     """Generate songs (MUSDB18-HQ wav layout in OUT/audio) and prepare them into OUT."""
+    _check_flags(sample_rate, dtype, 0, -20.0, -60.0, valid_fraction, seed)
+    with user_errors():
+        check_number("--tracks", tracks, 1, MAX_TRACKS)
+        check_number("--seconds", seconds, 0, MAX_SECONDS, low_open=True)
     from stemsplit.pipelines import prepare as pipeline
 
     _, options = _options(out, config, overrides, sample_rate, dtype, 0, False, -20.0, -60.0)

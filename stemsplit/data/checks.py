@@ -1,9 +1,16 @@
 """Per-track checks run before a track enters the cache, collected into one report table.
 
-A *problem* leaves the track out (missing stems, mismatched lengths or sample rates, a
-mixture that is not the sum of its stems, unreadable files, nothing audible at all). A
-*warning* is reported but the track is kept (a silent stem, clipped samples); ``strict``
-turns warnings into problems.
+A *problem* leaves the track out (missing stems, mismatched lengths or sample rates,
+unreadable files, nothing audible at all). A *warning* is reported but the track is kept (a
+silent stem, clipped samples, a mixture that is not the sum of its stems); ``strict`` turns
+warnings into problems.
+
+A mixture that differs from the sum of its stems is a warning, not a problem, because real
+datasets hold such tracks on purpose: in MUSDB18's test set "PR - Oh No" sits at -7.3 dB
+(the published mix has processing the stems lack), and leaving it out would make the test
+split 49 tracks instead of the 50 every published result is computed on. Training excerpts
+are sums of the stems; validation and evaluation feed the stored mixture to the model and
+score the estimates against the stems.
 """
 from __future__ import annotations
 
@@ -13,10 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+RESIDUAL_WARNING = "mixture is not the sum of its stems"
+
+
 @dataclass
 class CheckOptions:
     silence_db: float = -60.0  # a stem whose RMS is below this (dBFS) is silent
-    max_residual_db: float = -20.0  # mixture vs sum of stems, relative to the mixture
+    max_residual_db: float = -20.0  # mixture vs sum of stems, relative to the mixture: above it, a warning
     clip_level: float = 0.999  # consecutive |samples| at or above this count as clipped
     strict: bool = False  # warnings leave the track out too
 
@@ -49,6 +59,11 @@ class TrackCheck:
     def summary(self) -> str:
         return "; ".join(self.problems + self.warnings)
 
+    @property
+    def residual_warning(self) -> str | None:
+        """The kept track's mixture-vs-stems warning, if it has one."""
+        return next((w for w in self.warnings if w.startswith(RESIDUAL_WARNING)), None) if self.ok else None
+
 
 def _db(power: float) -> float:
     return 10.0 * math.log10(max(power, 1e-20))
@@ -69,7 +84,7 @@ def check_audio(check: TrackCheck, stems: dict[str, np.ndarray], mixture: np.nda
         err_power = float(np.sum(np.square(mixture - total, dtype=np.float64)))
         check.residual_db = _db(err_power) - _db(mix_power) if mix_power > 0 else 0.0
         if check.residual_db > options.max_residual_db:
-            check.problems.append(f"mixture is not the sum of its stems (residual {check.residual_db:.1f} dB, "
+            check.warnings.append(f"{RESIDUAL_WARNING} (residual {check.residual_db:.1f} dB, "
                                   f"limit {options.max_residual_db:.0f} dB)")
     clipped = []
     for part, audio in [*stems.items(), ("mixture" if mixture is not None else "sum of stems",

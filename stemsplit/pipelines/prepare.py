@@ -2,20 +2,28 @@
 
 Every variant lists its tracks, then for each one: hash the source files, reuse the cache
 entry when the hash is unchanged, otherwise decode, check, resample and store it. A track
-that cannot be read or fails a check is reported and left out; the run goes on. A failed
+that cannot be read or fails a check is reported and left out; the run goes on. A track kept
+with a mixture that is not the sum of its stems gets a warning line of its own. A failed
 write to the cache (a full disk) stops the run and leaves the previous cache as it was.
 ``dataset.json`` is written last.
+
+``train`` validates on the ``valid`` split, so where the split is drawn (folders without a
+``valid/`` folder, generated songs) a valid split left empty by failed tracks is refilled from
+the train tracks that passed, and a dataset with train tracks but no valid one gets a warning.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import random
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from stemsplit.atomic import write_text_atomic
 from stemsplit.audio.io import AudioError, write_audio
 from stemsplit.data.cache import CacheWriteError, CacheWriter, DataError, PreparedDataset
 from stemsplit.data.checks import CheckOptions, TrackCheck
@@ -79,21 +87,22 @@ def _limit(tracks: list[SourceTrack], limit: int) -> list[SourceTrack]:
     return kept
 
 
-def _prepare_one(track: SourceTrack, writer: CacheWriter, options: PrepareOptions) -> TrackCheck:
+def _prepare_one(track: SourceTrack, writer: CacheWriter, options: PrepareOptions) -> tuple[TrackCheck, str]:
+    """(what was found, the source's content hash: "" when it could not be read)."""
     check = TrackCheck(track.name, track.split, track.source)
     try:
         source_hash = track.content_hash()
     except OSError as exc:
         check.problems.append(f"unreadable: {track.source}: {exc.strerror or exc}")
-        return check
+        return check, ""
     if writer.has_track(track.name, source_hash, track.split):
         check.reused = True
-        return check
+        return check, source_hash
     loaded = track.load(check)
     if loaded is None:
         if not check.problems:
             check.problems.append("could not be loaded")
-        return check
+        return check, source_hash
     try:
         loaded = conform(loaded, options.sample_rate, options.channels, track.source)
         writer.add_track(track.name, track.split, loaded.stems, loaded.mixture, source_hash, track.source)
@@ -101,12 +110,38 @@ def _prepare_one(track: SourceTrack, writer: CacheWriter, options: PrepareOption
         raise
     except (DataError, AudioError) as exc:
         check.problems.append(str(exc))
-    return check
+    return check, source_hash
+
+
+def _refill_valid(checks: list[TrackCheck], hashes: dict[str, str], writer: CacheWriter, seed: int,
+                  reporter: PrepareReporter) -> None:
+    """A drawn valid split that ended empty (its tracks failed) takes one passing train track."""
+    ok = [c for c in checks if c.ok]
+    train = sorted(c.name for c in ok if c.split == "train")
+    if any(c.split == "valid" for c in ok) or len(train) < 2:
+        return
+    name = random.Random(seed).choice(train)
+    if writer.has_track(name, hashes[name], "valid"):  # the stored entry, relabelled
+        next(c for c in ok if c.name == name).split = "valid"
+        reporter.message(f"note: every track drawn for the valid split was left out; moved {name} from "
+                         "train to valid")
+
+
+def _warn_no_valid(checks: list[TrackCheck], reporter: PrepareReporter) -> None:
+    splits = {c.split for c in checks if c.ok}
+    if "train" in splits and "valid" not in splits:
+        n = sum(1 for c in checks if c.ok and c.split == "train")
+        reporter.message(f"warning: no 'valid' split ({n} train track(s)); 'stemsplit train' validates on it: "
+                         "prepare at least 2 tracks with --valid-fraction above 0, or add a valid/ folder of tracks")
 
 
 def run_prepare(tracks: list[SourceTrack], listing_failures: list[TrackCheck], stems: list[str],
-                source: str, options: PrepareOptions, reporter: PrepareReporter | None = None) -> PrepareReport:
-    """Prepare ``tracks`` into ``options.out``; returns what happened to each track."""
+                source: str, options: PrepareOptions, reporter: PrepareReporter | None = None,
+                refill_valid_seed: int | None = None) -> PrepareReport:
+    """Prepare ``tracks`` into ``options.out``; returns what happened to each track.
+
+    ``refill_valid_seed``: the valid split was drawn (not given by the dataset), so refill it
+    from the passing train tracks, with this seed, if it ends up empty."""
     reporter = reporter or QuietReporter()
     started = time.perf_counter()
     tracks = _limit(tracks, options.limit)
@@ -118,15 +153,22 @@ def run_prepare(tracks: list[SourceTrack], listing_failures: list[TrackCheck], s
     for failure in listing_failures:
         reporter.message(f"left out {failure.name}: {failure.summary()}")
     reporter.stage("preparing", len(tracks))
+    hashes: dict[str, str] = {}
     for track in tracks:
-        check = _prepare_one(track, writer, options)
+        check, hashes[track.name] = _prepare_one(track, writer, options)
         checks.append(check)
         if not check.ok:
             reporter.message(f"left out {track.name}: {check.summary()}")
+        elif check.residual_warning:
+            reporter.message(f"warning: {track.name} ({track.split}): {check.residual_warning}; kept: evaluation "
+                             "scores it against its stems (--strict leaves it out)")
         reporter.advance()
     if not any(c.ok for c in checks):
         raise DataError(f"{source}: none of the {len(checks)} tracks could be prepared "
                         f"(first problem: {checks[0].summary() if checks else 'no tracks'})")
+    if refill_valid_seed is not None:
+        _refill_valid(checks, hashes, writer, refill_valid_seed, reporter)
+    _warn_no_valid(checks, reporter)
     reporter.stage("magnitude statistics", 1)
     writer.finalize()
     reporter.advance()
@@ -153,7 +195,8 @@ def prepare_folder(root: Path, stems: list[str], options: PrepareOptions, valid_
                    seed: int = 0, reporter: PrepareReporter | None = None) -> PrepareReport:
     started = time.perf_counter()
     tracks = folder_tracks(Path(root), stems, valid_fraction, seed, options.checks)
-    report = run_prepare(tracks, [], stems, f"folder:{Path(root).resolve()}", options, reporter)
+    report = run_prepare(tracks, [], stems, f"folder:{Path(root).resolve()}", options, reporter,
+                         refill_valid_seed=seed if valid_fraction > 0 else None)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -176,8 +219,8 @@ def generate_synth_audio(audio_root: Path, tracks: int, seconds: float, seed: in
     """Write songs as ``audio_root/{train,valid}/<name>/{mixture,vocals,drums,bass,other}.wav``
     (16-bit), reusing folders generated earlier from the same parameters."""
     reporter = reporter or QuietReporter()
-    if tracks <= 0 or seconds <= 0:
-        raise DataError(f"--tracks {tracks} / --seconds {seconds}: both must be positive")
+    if tracks <= 0 or not (math.isfinite(seconds) and seconds > 0):
+        raise DataError(f"--tracks {tracks} / --seconds {seconds}: both must be positive and finite")
     if not 0.0 <= valid_fraction < 1.0:
         raise DataError(f"--valid-fraction {valid_fraction}: must be in [0, 1)")
     names = _synth_names(tracks, seed, valid_fraction)
@@ -203,9 +246,7 @@ def generate_synth_audio(audio_root: Path, tracks: int, seconds: float, seed: in
                 done.unlink(missing_ok=True)
                 for part, audio in [("mixture", song.mixture), *song.stems.items()]:
                     write_audio(folder / f"{part}.wav", audio, sample_rate, subtype="PCM_16")
-                tmp = folder / f".{SYNTH_PARAMS}.part"
-                tmp.write_text(json.dumps({"params": params, "song": song.info}, indent=1))
-                tmp.replace(done)
+                write_text_atomic(done, json.dumps({"params": params, "song": song.info}, indent=1))
             except (OSError, AudioError) as exc:
                 raise CacheWriteError(f"{folder}: could not write the generated song ({exc}); "
                                       "free some space and run again") from None
@@ -223,7 +264,7 @@ def prepare_synth(out: Path, tracks: int, seconds: float, options: PrepareOption
     stats = generate_synth_audio(audio_root, tracks, seconds, seed, valid_fraction, options.sample_rate, reporter)
     found = folder_tracks(audio_root, SYNTH_STEMS, 0.0, seed, options.checks)
     report = run_prepare(found, [], SYNTH_STEMS, f"synth:seed={seed},tracks={tracks},seconds={seconds}",
-                         options, reporter)
+                         options, reporter, refill_valid_seed=seed if valid_fraction > 0 else None)
     report.extra.update(stats)
     report.seconds = time.perf_counter() - started  # generation included
     return report
