@@ -8,10 +8,12 @@ the global SDR.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
+from stemsplit.atomic import mkstemp_beside
 from stemsplit.evaluation.reports import EvaluationReport
 from stemsplit.metrics import GSDR, MEAN_STEM
 
@@ -65,13 +67,15 @@ def write_boxplot(report: EvaluationReport, path: Path) -> Path | None:
     axes[0][0].set_yticks(positions)
     axes[0][0].set_yticklabels(models)
     what = "BSS Eval v4 SDR, median over 1 s frames" if metric == "SDR" else "global SDR (MDX)"
-    fig.suptitle(f"{what} per track, split '{report.split}' ({len(report.tracks)} tracks)", fontsize=10)
+    fig.suptitle(f"{what} per track, {report.tracks_label()}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    fd, name = mkstemp_beside(path, suffix=".png")  # unique per run: two evaluations may share --out
+    os.close(fd)
+    tmp = Path(name)
     try:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=120, format="png")
         tmp.replace(path)
     finally:
         plt.close(fig)

@@ -61,6 +61,26 @@ class EvaluationReport:
     def scored_models(self) -> list[str]:
         return [s.name for s in self.methods if self.results.get(s.name)]
 
+    def scored_tracks(self) -> list[str]:
+        """The split's tracks that every scored method has a score for: what the medians cover
+        when the methods agree (each row's own count is in its ``tracks`` column)."""
+        models = self.scored_models()
+        return [t for t in self.tracks if models and all(t in self.results[m] for m in models)]
+
+    def not_scored(self) -> dict[str, list[str]]:
+        """track -> the methods with no score for it (an error, a missing estimate), in split order."""
+        out: dict[str, list[str]] = {}
+        for track in self.tracks:
+            missing = [s.name for s in self.methods if track not in self.results.get(s.name, {})]
+            if missing:
+                out[track] = missing
+        return out
+
+    def tracks_label(self) -> str:
+        """``14 'test' tracks``, or ``11 of 14 'test' tracks`` when some were not scored."""
+        n, scored = len(self.tracks), len(self.scored_tracks())
+        return f"{n} '{self.split}' tracks" if scored == n else f"{scored} of {n} '{self.split}' tracks"
+
 
 def _fmt(value: float, digits: int = 2) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
@@ -90,9 +110,12 @@ def tracks_csv(report: EvaluationReport) -> str:
 
 def summary_markdown(report: EvaluationReport) -> str:
     models = report.scored_models()
-    lines = [f"# Evaluation on split `{report.split}` ({len(report.tracks)} tracks)", "",
+    n, scored = len(report.tracks), len(report.scored_tracks())
+    count = f"{n} tracks" if scored == n else f"{scored} of {n} tracks scored"
+    lines = [f"# Evaluation on split `{report.split}` ({count})", "",
              "Median over tracks of each track's score (BSS Eval: median over 1-second frames), "
-             "in dB; `mean` is the average of the stem medians.", ""]
+             "in dB; `mean` is the average of the stem medians; `tracks` is how many tracks each row "
+             "covers.", ""]
     names = {"gsdr": "Global SDR (gsdr, MDX)", "SDR": "SDR (BSS Eval v4)", "SIR": "SIR", "ISR": "ISR",
              "SAR": "SAR"}
     cols = [*report.stems, MEAN_STEM]
@@ -103,6 +126,10 @@ def summary_markdown(report: EvaluationReport) -> str:
             cells = [_fmt(report.value(model, s, metric)) for s in cols]
             lines.append(f"| {model} | " + " | ".join(cells) + f" | {len(report.results[model])} |")
         lines.append("")
+    missing = report.not_scored()
+    if missing:
+        lines += [f"## Tracks not scored ({len(missing)} of {n})", "",
+                  *[f"- {track}: {', '.join(methods)}" for track, methods in missing.items()], ""]
     if report.errors:
         lines += ["## Errors", "", *[f"- {e}" for e in report.errors], ""]
     return "\n".join(lines)
@@ -118,12 +145,15 @@ def scores_json(report: EvaluationReport) -> dict:
     per_track: dict[str, dict] = {}
     for model, track, stem, metric, value in report.track_rows():
         per_track.setdefault(model, {}).setdefault(track, {}).setdefault(stem, {})[metric] = clean(value)
+    missing = report.not_scored()
     methods = [{"name": s.name, "kind": s.kind, "source": s.source, "key": s.key,
-                "tracks": len(report.results.get(s.name, {})), **s.info} for s in report.methods]
+                "tracks": len(report.results.get(s.name, {})),
+                "tracks_not_scored": [t for t, names in missing.items() if s.name in names], **s.info}
+               for s in report.methods]
     return {"split": report.split, "stems": report.stems, "metrics": report.metrics,
             "aggregation": "median over frames, then median over tracks; mean = average of stem medians",
-            "tracks": report.tracks, "methods": methods, "summary": summary, "per_track": per_track,
-            "errors": report.errors}
+            "tracks": report.tracks, "tracks_scored": report.scored_tracks(), "tracks_not_scored": missing,
+            "methods": methods, "summary": summary, "per_track": per_track, "errors": report.errors}
 
 
 def write_reports(report: EvaluationReport, out: Path) -> dict[str, Path]:

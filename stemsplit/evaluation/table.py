@@ -18,8 +18,8 @@ def _cell(value: float) -> str:
 
 def metric_table(report: EvaluationReport, metric: str) -> Table:
     """Rows: models; columns: stems and their mean; cells: the median over tracks."""
-    table = Table(title=f"{TITLES.get(metric, metric)}, median over {len(report.tracks)} "
-                        f"'{report.split}' tracks", title_justify="left")
+    table = Table(title=f"{TITLES.get(metric, metric)}, median over {report.tracks_label()}",
+                  title_justify="left")
     table.add_column("model", style="bold")
     for stem in report.stems:
         table.add_column(stem, justify="right")
@@ -28,6 +28,10 @@ def metric_table(report: EvaluationReport, metric: str) -> Table:
     for model in report.scored_models():
         cells = [_cell(report.value(model, s, metric)) for s in [*report.stems, MEAN_STEM]]
         table.add_row(model, *cells, str(len(report.results[model])))
+    missing = report.not_scored()
+    if missing:  # which tracks the medians leave out, and for which rows
+        table.caption = "not scored: " + "; ".join(f"{t} ({', '.join(m)})" for t, m in missing.items())
+        table.caption_justify = "left"
     return table
 
 
