@@ -77,6 +77,7 @@ class AugmentConfig:
     silence_db: float = -60.0
     pitch_shift_semitones: float = 0.0  # 0 disables; else a shift in [-x, x]
     time_stretch: float = 0.0  # 0 disables; else a rate in [1-x, 1+x]
+    stem_dropout: float = 0.0  # chance that each stem is silent in an excerpt (never all of them)
 
 
 @dataclass

@@ -212,3 +212,15 @@ def test_dataset_weights_set_each_datasets_share_of_the_draws(coded, tmp_path):
     assert share_of_short([1.0, 0.0]) == 0.0 and share_of_short([0.0, 1.0]) == 1.0
     with pytest.raises(DataError, match="data.weights"):
         ExcerptDataset([coded, short], "train", STEMS, 1000, 4, NO_AUG, seed=1, weights=[1.0])
+
+
+def test_stem_dropout_silences_stems_but_never_all(coded):
+    aug = AugmentConfig(random_mix=False, gain_db=0.0, channel_swap=False, drop_silent=False, stem_dropout=0.5)
+    ds = ExcerptDataset([coded], "train", STEMS, 500, 200, aug, seed=0)
+    silent = np.array([[float(src[s].abs().max()) == 0.0 for s in range(4)] for _, src in (ds[i] for i in range(200))])
+    assert 0.35 < silent.mean() < 0.6          # about half of the stems, a little less: never all four
+    assert not silent.all(axis=1).any()
+    mix, src = ds[3]
+    assert torch.equal(mix, src.sum(0))       # the mixture is what is left
+    plain = ExcerptDataset([coded], "train", STEMS, 500, 20, NO_AUG, seed=0)
+    assert not any(float(plain[i][1][s].abs().max()) == 0.0 for i in range(20) for s in range(4))

@@ -32,6 +32,17 @@ def draw_gains(stems: int, gain_db: float, rng: np.random.Generator) -> np.ndarr
     return (10.0 ** (rng.uniform(-gain_db, gain_db, size=stems) / 20.0)).astype(np.float32)
 
 
+def draw_dropout(gains: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """Silence each stem with ``probability`` (gain 0), never every stem: the model also learns
+    that a stem can be absent (no phantom vocals on instrumentals). No draw when it is 0."""
+    if probability <= 0:
+        return gains
+    drop = rng.random(gains.size) < probability
+    if drop.all():
+        drop[int(rng.integers(gains.size))] = False
+    return np.where(drop, np.float32(0.0), gains).astype(np.float32)
+
+
 def draw_swaps(stems: int, channels: int, enabled: bool, rng: np.random.Generator) -> np.ndarray:
     """(stems,) bools: which stereo stems swap left and right (each with probability 1/2)."""
     if not enabled or channels != 2:

@@ -13,7 +13,8 @@ Augmentations (``AugmentConfig``), applied in this order:
   cross-track remix); otherwise all stems share one track and offset.
 - ``drop_silent``: a draw quieter than ``silence_db`` (RMS, dBFS) is redrawn, up to 10 times:
   each stem's draw under ``random_mix``, the whole excerpt's mixture otherwise.
-- ``gain_db``, ``channel_swap``, ``pitch_shift_semitones``, ``time_stretch``: see ``augment.py``.
+- ``gain_db``, ``channel_swap``, ``pitch_shift_semitones``, ``time_stretch``, ``stem_dropout``: see
+  ``augment.py``.
 
 The mixture is always the sum of the augmented stems.
 """
@@ -26,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from stemsplit.config import AugmentConfig
-from stemsplit.data.augment import draw_gains, draw_swaps, draw_warp
+from stemsplit.data.augment import draw_dropout, draw_gains, draw_swaps, draw_warp
 from stemsplit.data.cache import MIXTURE, DataError, PreparedDataset
 
 _SILENT_RETRIES = 10
@@ -142,6 +143,7 @@ class ExcerptDataset(Dataset):
         spans = self._draw_spans(rng, frames)
         gains = draw_gains(len(self.stems), aug.gain_db if aug else 0.0, rng)
         swaps = draw_swaps(len(self.stems), self.channels, bool(aug and aug.channel_swap), rng)
+        gains = draw_dropout(gains, aug.stem_dropout if aug else 0.0, rng)
         return warp, frames, spans, gains, swaps
 
     def _fill(self, index: int, sources: np.ndarray, mixture: np.ndarray) -> None:

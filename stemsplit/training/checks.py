@@ -25,6 +25,8 @@ def check_train_config(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be >= 0, got {value}")
     if not 0.0 < t.mask_threshold:
         raise ConfigError(f"train.mask_threshold: must be > 0, got {t.mask_threshold}")
+    if not 0.0 <= d.augment.stem_dropout < 1.0:
+        raise ConfigError(f"data.augment.stem_dropout: must be in [0, 1), got {d.augment.stem_dropout}")
     if not 0.0 < t.plateau_factor < 1.0:
         raise ConfigError(f"train.plateau_factor: must be in (0, 1), got {t.plateau_factor}")
     if t.plateau_patience < 1:
