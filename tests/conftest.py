@@ -22,6 +22,16 @@ TINY = {
              "stft.n_fft=512", "stft.hop_length=128"],
     "unet": ["model.base_channels=2", "model.depth=3", "model.max_bin=128",
              "stft.n_fft=512", "stft.hop_length=128"],
+    # the families of tests/test_models_families.py (not in ARCHS: the card's tests stay as they are)
+    "crnn": ["model.conv_channels=[2,4]", "model.hidden_size=16", "model.max_bin=64",
+             "stft.n_fft=512", "stft.hop_length=128"],
+    "transformer": ["model.d_model=16", "model.num_layers=1", "model.num_heads=2", "model.ff_size=16",
+                    "model.max_bin=64", "stft.n_fft=512", "stft.hop_length=128"],
+    "deep_clustering": ["model.hidden_size=16", "model.num_layers=1", "model.embedding_size=4",
+                        "stft.n_fft=256", "stft.hop_length=128"],
+    "waveform_fnn": ["model.window=64", "model.hidden_sizes=[32]"],
+    "nmf": ["model.components=4", "model.fit_iterations=3", "model.separate_iterations=5",
+            "stft.n_fft=512", "stft.hop_length=128"],
 }
 
 

@@ -28,6 +28,8 @@ from stemsplit.config import Config, ConfigError, apply_overrides, config_from_d
 from stemsplit.checkpoint import read_checkpoint
 from stemsplit.data.cache import DataError, PreparedDataset
 from stemsplit.training.distributed import DistContext, barrier, broadcast_object, cleanup, init_distributed
+from stemsplit.models import model_class
+from stemsplit.training.fit import Fitter
 from stemsplit.training.loop import Trainer, TrainResult
 from stemsplit.training.state import LAST, load_resume_checkpoint
 
@@ -146,7 +148,9 @@ def run_train(opts: TrainOptions, on_step: Callable[[int], None] | None = None) 
         datasets = open_datasets(data, cfg)
         init = initial_weights(cfg) if resume is None else None
         barrier(ctx)
-        trainer = Trainer(cfg, run_dir, datasets, ctx, meta=meta, resume=resume, init_state=init, tty=opts.tty,
+        # models fitted without gradients (the contract's trained_by) take the fitting loop
+        runner = Fitter if model_class(cfg.model.name).trained_by == "fit" else Trainer
+        trainer = runner(cfg, run_dir, datasets, ctx, meta=meta, resume=resume, init_state=init, tty=opts.tty,
                           console=opts.console, on_step=on_step)
         return trainer.run()
     finally:
