@@ -2,6 +2,8 @@
 
 - ``loop.py``        the loop: steps, validation, checkpoints, early stopping, signals
 - ``losses.py``      losses by name, chosen by the model's contract (binary-mask BCE/MSE, magnitude MSE/L1, MR-STFT)
+- ``affinity.py``    the deep-clustering affinity loss (low-rank), for embeddings models
+- ``fit.py``         the loop for models fitted without gradients (``trained_by = "fit"``)
 - ``schedule.py``    warm-up then cosine / plateau / constant learning rate
 - ``state.py``       resume state, RNG capture, last/last.prev/best checkpoints
 - ``distributed.py`` torchrun/DDP set-up, device choice, rank helpers

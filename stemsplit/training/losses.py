@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from stemsplit.audio.stft import STFT
 from stemsplit.config import Config, ConfigError, STFTConfig
 from stemsplit.models import model_class
+from stemsplit.training.affinity import AffinityLoss
 from stemsplit.training.loss_terms import combination_sums, mixture_consistency, weighted_sdr
 
-LOSSES = ("bce", "mse", "l1", "mrstft")
+LOSSES = ("bce", "mse", "l1", "mrstft", "affinity")
 MRSTFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) pairs
 
 
@@ -45,6 +46,10 @@ def resolve_loss(cfg: Config) -> str:
         )
     if kind not in LOSSES:
         raise ConfigError(f"train.loss: {kind!r} is not one of: auto, {', '.join(LOSSES)}")
+    if (kind == "affinity") != (model.target == "affinity"):  # embeddings learn affinities, and only they
+        raise ConfigError(f"train.loss: {cfg.model.name!r} trains with "
+                          f"{'affinity' if model.target == 'affinity' else 'bce, mse, l1 or mrstft'} "
+                          f"(or auto), not {kind!r}")
     return kind
 
 
@@ -103,6 +108,7 @@ class SeparationLoss:
         self.combine = cfg.train.combination_loss
         self.consistency_weight = cfg.train.mixture_consistency_weight
         self.stft = STFT(cfg.stft)
+        self.affinity = AffinityLoss(cfg) if self.target == "affinity" else None
         if self.combine and (self.binary_target or self.kind not in ("mse", "l1")):
             raise ConfigError(f"train.combination_loss: works with the magnitude losses mse and l1, not "
                               f"{self.kind!r} on a {self.target} target; set train.loss to mse or l1")
@@ -124,6 +130,8 @@ class SeparationLoss:
     def __call__(self, net: nn.Module, mixture: torch.Tensor, sources: torch.Tensor,
                  autocast=None) -> LossOutput:
         mixture, sources = mixture.float(), sources.float()
+        if self.affinity is not None:  # embeddings models (training/affinity.py)
+            return LossOutput(loss=self.affinity(net, mixture, sources, autocast))
         if self.output_kind == "waveforms":
             return self._waveform_loss(self._run(net, mixture, autocast), sources)
         mix_spec = self.stft(mixture)                                  # (B, C, F, T)
