@@ -57,7 +57,7 @@ def test_train_then_separate_with_best_ckpt(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("extra,match", [
-    (["--set", "train.loss=bce"], "train.loss: 'bce' needs a model that outputs logits"),
+    (["--set", "train.loss=bce"], "train.loss: 'bce' needs a model that predicts binary masks as logits"),
     (["--set", "train.nope=1"], "unknown key 'nope'"),
     (["--set", "train.batch_size=0"], "train.batch_size: must be > 0"),
     (["--set", "data.samples_per_epoch=2"], "fewer than one batch"),
