@@ -65,3 +65,16 @@ def test_mask_cnn_windows_equal_a_per_frame_evaluation():
             window = torch.nn.functional.pad(x, (12, 12))[..., t : t + 25]
             centre = model(window)[..., 12]
             assert torch.allclose(centre, full[..., t], atol=1e-6)
+
+
+def test_unet_freq_coords_let_it_tell_one_register_from_another():
+    """A spectrogram that is the same at every bin: without the frequency channel the U-Net's
+    masks repeat along frequency (shift-equivariant convolutions, per-bin normalisation), with it
+    they do not. This is what left the shipped unet's bass mask flat and near zero."""
+    x = torch.full((1, 2, 257, 32), 0.7)
+    for coords, repeats in ((False, True), (True, False)):
+        cfg = tiny_config("unet", [f"model.freq_coords={str(coords).lower()}"])
+        torch.manual_seed(0)
+        masks = build_model(cfg).eval()(x)
+        same = torch.allclose(masks[..., 56, :], masks[..., 64, :], atol=1e-6)  # 8 bins = the depth-3 stride
+        assert same == repeats, coords

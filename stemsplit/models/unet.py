@@ -26,6 +26,10 @@ class UNetParams:
     depth: int = 6
     max_bin: int = 1024  # the U-Net sees bins [0, max_bin); must be divisible by 2**depth
     dropout: float = 0.3
+    # add the bin's frequency as an input channel: the convolutions are shift-equivariant along
+    # frequency and the per-bin standardisation removes the level cue, so without it the network
+    # cannot tell a bass register from any other (the shipped unet's near-silent bass)
+    freq_coords: bool = False
 
 
 @register("unet")
@@ -61,7 +65,8 @@ class UNet(SeparationModel):
 
         # --- encoder: 5x5 stride-2 convolutions
         self.down = nn.ModuleList()
-        in_ch = n_channels
+        in_ch = n_channels + (1 if params.freq_coords else 0)
+        self.freq_coords = params.freq_coords
         for w in widths:
             self.down.append(nn.Sequential(
                 nn.Conv2d(in_ch, w, kernel_size=5, stride=2, padding=2),
@@ -89,6 +94,9 @@ class UNet(SeparationModel):
         step = 2 ** self.depth
         t_pad = (-t) % step
         x = self.norm(mag[:, :, : self.max_bin])
+        if self.freq_coords:  # (B, 1, Fb, T): -1 at 0 Hz to +1 at the top bin the network sees
+            coord = torch.linspace(-1.0, 1.0, self.max_bin, device=x.device, dtype=x.dtype)
+            x = torch.cat([x, coord.view(1, 1, -1, 1).expand(b, 1, -1, t)], dim=1)
         x = F.pad(x, (0, t_pad))
         skips = []
         for layer in self.down:
