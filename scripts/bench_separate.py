@@ -39,7 +39,7 @@ def make_song(path: Path, seconds: int) -> Path:
     return path
 
 
-def run_separate(ckpt: Path, song: Path, out: Path) -> tuple[float, float]:
+def run_separate(ckpt: Path | str, song: Path, out: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one `stemsplit separate` process."""
     cmd = [sys.executable, "-m", "stemsplit", "separate", str(song), "--model", str(ckpt),
            "-o", str(out), "--jobs", "2", "--device", "cpu"]
@@ -54,7 +54,7 @@ def run_separate(ckpt: Path, song: Path, out: Path) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def run(report: dict, checkpoints: dict[str, Path] | None = None, label: str = "random weights") -> None:
+def run(report: dict, checkpoints: dict[str, Path | str] | None = None, label: str = "random weights") -> None:
     with tempfile.TemporaryDirectory(prefix="stemsplit-bench-") as tmp:
         tmp = Path(tmp)
         songs = {m: make_song(tmp / f"song_{m}min.wav", m * 60) for m in (1, 3, 30)}

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """stemsplit benchmarks on this machine. Prints each section's table and writes JSON.
 
-usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped] [--json PATH]
+usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped,default] [--json PATH]
 
 Sections:
   separate  wall time / real-time factor for a 3-minute song and peak RSS for 1- and
             30-minute songs, per architecture, random weights at the configured size
   shipped   the same for the models that ship in the package
+  default   the same for today's default model beside the previous default (registry.json's
+            "previous_default"), in one run: the quality issue's speed and memory bars
   data      loader throughput (excerpts/s) with 0, 1 and 2 workers
   train     training throughput per architecture
   evaluate  evaluation tracks per minute with 1 and 2 workers
@@ -26,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-SECTIONS = ("separate", "shipped", "data", "train", "evaluate")
+SECTIONS = ("separate", "shipped", "default", "data", "train", "evaluate")
 
 
 def _shipped(report: dict) -> None:
@@ -39,6 +41,18 @@ def _shipped(report: dict) -> None:
         report["separate (shipped models)"] = {}
         return
     bench_separate.run(report, models, label="shipped models")
+
+
+def _default(report: dict) -> None:
+    import bench_separate
+    from stemsplit.pretrained import registry
+
+    reg = registry()
+    models = {f"{reg['default']} (default)": reg["default"]}
+    previous = reg.get("previous_default")
+    if previous and previous != reg["default"]:
+        models[f"{previous} (previous default)"] = previous
+    bench_separate.run(report, models, label="default beside the previous default")
 
 
 def main() -> int:
@@ -61,6 +75,8 @@ def main() -> int:
         start = time.perf_counter()
         if name == "shipped":
             _shipped(report)
+        elif name == "default":
+            _default(report)
         else:
             module = importlib.import_module(f"bench_{name}")
             module.run(report)
