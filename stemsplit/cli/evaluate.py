@@ -64,6 +64,10 @@ def evaluate(
         help="Multichannel Wiener post-filter iterations (default: each model's own)."),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto (use --workers 1 with a GPU)."),
     limit: Optional[int] = typer.Option(None, help="Score only the first N tracks of the split."),
+    html: bool = typer.Option(False, "--html", help="Also write report.html: the scores, the boxplot and a "
+                                                    "multitrack player per track (needs ffmpeg)."),
+    html_tracks: str = typer.Option("10", "--html-tracks", metavar="N",
+                                    help="With --html: players for the N tracks where the methods differ most."),
 ) -> None:
     """Score models against a dataset split with BSS Eval v4 and global SDR, beside oracle limits."""
     from stemsplit.data.cache import DataError
@@ -75,12 +79,15 @@ def evaluate(
 
     if workers is not None and workers < 1:
         fail(f"--workers {workers}: must be at least 1")
+    n_players = int(html_tracks) if html_tracks.strip().isdigit() else 0
+    if n_players < 1:
+        fail(f"--html-tracks {html_tracks!r}: must be a whole number of at least 1")
     with user_errors():
         try:
             req = EvaluateRequest(
                 data=data, split=split, models=list(model or []), estimates=list(estimates or []),
                 oracle=oracle, metrics=metrics.lower(), out=out, workers=workers, stft_n_fft=stft_n_fft,
-                stft_hop=stft_hop, device=device, limit=limit,
+                stft_hop=stft_hop, device=device, limit=limit, html=html, html_tracks=n_players,
                 engine=EngineSettings(segment_seconds=segment, overlap=overlap, shifts=shifts,
                                       wiener_iterations=wiener_iterations))
             with EvaluateProgress(is_tty()) as ui:
@@ -91,7 +98,9 @@ def evaluate(
     for table in report_tables(report):
         stdout.print(table)
     console.print(f"reports in {out}/: summary.csv, summary.md, tracks.csv, scores.json"
-                  + (", sdr_boxplot.png" if "boxplot" in report.files else ""), highlight=False, soft_wrap=True)
+                  + (", sdr_boxplot.png" if "boxplot" in report.files else "")
+                  + (", report.html (open it in a browser)" if "html" in report.files else ""),
+                  highlight=False, soft_wrap=True)
     if report.errors:
         console.print(f"{len(report.errors)} item(s) failed (the other scores are kept and cached):",
                       highlight=False)

@@ -86,14 +86,17 @@ def run_job(job: Job) -> Outcome:
         start = time.perf_counter()
         dataset = _dataset(job.data_root)
         mixture, sources = load_reference(dataset, job.track, spec.stems)
+        separating = time.perf_counter()
         estimates = produce_estimates(spec, job.track, mixture, sources, dataset.sample_rate)
+        separate_seconds = time.perf_counter() - separating  # the listening report's speed column
         if estimates.shape != sources.shape:
             raise ValueError(f"estimates have shape {estimates.shape}, the references {sources.shape}")
         if not np.isfinite(estimates).all():
             raise ValueError("estimates contain NaN or Inf samples")
         gsdr, frames = score_track(sources, estimates, dataset.sample_rate, spec.stems, job.families)
         result = TrackResult(key=spec.key, track=job.track, stems=spec.stems, validity=job.validity,
-                             gsdr=gsdr, frames=frames, seconds=time.perf_counter() - start)
+                             gsdr=gsdr, frames=frames, seconds=time.perf_counter() - start,
+                             extra={"separate_seconds": separate_seconds})
         if job.previous is not None:
             result = result.merged(TrackResult.from_json(job.previous))
         ScoreStore(Path(job.cache_root)).save(result)

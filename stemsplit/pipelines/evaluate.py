@@ -19,6 +19,8 @@ from typing import Protocol
 
 from stemsplit.evaluation import EvaluationError
 from stemsplit.evaluation.boxplot import write_boxplot
+from stemsplit.evaluation.listening import HtmlOptions, write_listening_report
+from stemsplit.evaluation.listening import check_options as check_html_options
 from stemsplit.evaluation.methods import (ESTIMATES, MODEL, ORACLE, EngineSettings, MethodSpec,
                                           check_estimate_shapes, estimate_files, estimates_key,
                                           estimates_validity, file_sha256, model_key,
@@ -48,6 +50,8 @@ class EvaluateRequest:
     engine: EngineSettings = field(default_factory=EngineSettings)
     device: str = "cpu"
     limit: int | None = None  # only the first N tracks of the split
+    html: bool = False  # also write report.html, the listening report (evaluation.listening)
+    html_tracks: int = 10  # players for the N tracks where the methods disagree most
 
 
 class EvaluateUI(Protocol):
@@ -159,6 +163,8 @@ def evaluate(req: EvaluateRequest, ui: EvaluateUI | None = None) -> EvaluationRe
     if not tracks:
         raise EvaluationError(f"{req.data}: split {req.split!r} has no tracks to evaluate")
     _check_engine(req)
+    if req.html:
+        check_html_options(HtmlOptions(tracks=req.html_tracks))
     specs = plan_methods(req, dataset)
     out = Path(req.out)
     try:
@@ -206,6 +212,9 @@ def evaluate(req: EvaluateRequest, ui: EvaluateUI | None = None) -> EvaluationRe
     boxplot = write_boxplot(report, out / "sdr_boxplot.png")
     if boxplot is not None:
         report.files["boxplot"] = boxplot
+    if req.html:
+        report.files.update(write_listening_report(
+            report, dataset, out, HtmlOptions(tracks=req.html_tracks, workers=workers), ui.message if ui else None))
     return report
 
 
