@@ -100,11 +100,11 @@ def write_colour_scale_png(path: Path, db_range: tuple[float, float] = DB_RANGE)
     from matplotlib.colors import Normalize
     from matplotlib.cm import ScalarMappable
 
-    fig, ax = plt.subplots(figsize=(4.0, 0.55))
+    fig, ax = plt.subplots(figsize=(4.0, 0.75))
     bar = fig.colorbar(ScalarMappable(norm=Normalize(*db_range), cmap=CMAP), cax=ax, orientation="horizontal")
     bar.set_label("dB (full scale) per frequency bin", fontsize=7)
     bar.ax.tick_params(labelsize=7)
-    fig.subplots_adjust(left=0.04, right=0.96, top=0.95, bottom=0.55)
+    fig.subplots_adjust(left=0.04, right=0.96, top=0.95, bottom=0.62)
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=110)
