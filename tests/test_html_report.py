@@ -159,6 +159,16 @@ def test_model_speed_comes_from_the_scoring_run(corpus, tmp_path):
     assert f"{speed['tiny']:.1f}&times; real time" in (out / "report.html").read_text()
 
 
+def test_cli_html_writes_the_page(corpus, tmp_path):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", str(corpus[0]), "--split", "valid", "--estimates", str(corpus[1][0]),
+            "--metrics", "fast", "--workers", "1", "--html", "--html-tracks", "1", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "report.html (open it in a browser)" in res.output
+    assert (out / "report.html").read_text().count('<section class="player" id=') == 1
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "abc", "2.5"])
 def test_bad_html_tracks_is_one_line_before_any_work(corpus, tmp_path, value):
     out = tmp_path / "eval"
