@@ -119,7 +119,8 @@ def _speed(ckpt_path: Path) -> float:
     return round(180 / wall, 1)
 
 
-def score(eval_dir: Path) -> None:
+def score(eval_dir: Path, data: Path | None = None) -> None:
+    """Record scores and speed; with ``data`` (the prepared valid split) also phantom vocals."""
     table = _summary(eval_dir)
     floor, limit = table[("mixture", "mean", "gsdr")], table[("oracle-irm-mag", "mean", "gsdr")]
     reg = _load_registry()
@@ -132,6 +133,10 @@ def score(eval_dir: Path) -> None:
         entry["headroom_closed"] = round((entry["valid_gsdr_mean"] - floor) / (limit - floor), 3)
         path = PRETRAINED / entry["file"]
         entry["speed_x_realtime"] = _speed(path)
+        if data is not None and "vocals" in entry["stems"]:
+            from stemsplit.evaluation.absent_stem import absent_stem_energy
+
+            entry["phantom_vocals_db"] = round(absent_stem_energy(name, data, "vocals").median_db, 1)
         ckpt = read_checkpoint(path)
         ckpt["meta"]["validation"] = {
             "split": "musdb18-7 valid (14 tracks)", "sdr_median": entry["valid_sdr"],
@@ -156,13 +161,15 @@ SEED_ACCURACY = {"vocals": 74.3, "drums": 68.5, "bass": 93.9, "other": 73.2}  # 
 def report(eval_dir: Path) -> None:
     """Markdown: the shipped models, then median SDR and gSDR per stem beside the oracle rows."""
     table, reg = _summary(eval_dir), _load_registry()
-    print("| model | architecture | parameters | size | weights | speed (3-min song, 2-core CPU) | headroom closed |")
-    print("|---|---|---:|---:|---|---:|---:|")
+    print("| model | architecture | parameters | size | weights | speed (3-min song, 2-core CPU) | headroom closed "
+          "| phantom vocals |")
+    print("|---|---|---:|---:|---|---:|---:|---:|")
     for name, e in reg["models"].items():
         size = (PRETRAINED / e["file"]).stat().st_size / 1e6
         label = f"`{name}`" + (" (default)" if name == reg.get("default") else "")
         print(f"| {label} | {e['architecture']} | {e['params'] / 1e6:.2f}M | {size:.1f} MB | {e['weights_dtype']} "
-              f"| {e['speed_x_realtime']}x real time | {100 * e['headroom_closed']:.0f} % |")
+              f"| {e['speed_x_realtime']}x real time | {100 * e['headroom_closed']:.0f} % "
+              f"| {e.get('phantom_vocals_db', float('nan')):.1f} dB |".replace("-", "\u2212"))
     for metric, title in (("SDR", "median SDR (BSS Eval v4), dB"), ("gsdr", "median gSDR, dB")):
         print(f"\n| {title} | " + " | ".join(STEMS) + " | mean |")
         print("|---|" + "---:|" * (len(STEMS) + 1))
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     p_add.add_argument("--set", dest="overrides", action="append", default=[], metavar="separate.KEY=VALUE")
     p_score = sub.add_parser("score")
     p_score.add_argument("eval_dir", type=Path)
+    p_score.add_argument("--data", type=Path, help="prepared dataset: also measure phantom vocals on its valid split")
     p_report = sub.add_parser("report")
     p_report.add_argument("eval_dir", type=Path)
     sub.add_parser("recipes")
@@ -240,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "add":
         add(args.name, args.run_dir, args.fp32, args.overrides)
     elif args.cmd == "score":
-        score(args.eval_dir)
+        score(args.eval_dir, args.data)
     elif args.cmd == "recipes":
         recipes()
     elif args.cmd == "ensemble":
