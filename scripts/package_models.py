@@ -169,7 +169,7 @@ def report(eval_dir: Path) -> None:
         label = f"`{name}`" + (" (default)" if name == reg.get("default") else "")
         print(f"| {label} | {e['architecture']} | {e['params'] / 1e6:.2f}M | {size:.1f} MB | {e['weights_dtype']} "
               f"| {e['speed_x_realtime']}x real time | {100 * e['headroom_closed']:.0f} % "
-              f"| {e.get('phantom_vocals_db', float('nan')):.1f} dB |".replace("-", "\u2212"))
+              f"| {e.get('phantom_vocals_db', float('nan')):.1f} dB |".replace(" -", " \u2212"))
     for metric, title in (("SDR", "median SDR (BSS Eval v4), dB"), ("gsdr", "median gSDR, dB")):
         print(f"\n| {title} | " + " | ".join(STEMS) + " | mean |")
         print("|---|" + "---:|" * (len(STEMS) + 1))
