@@ -7,7 +7,11 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from stemsplit.cli.common import ProgressUI, app, console, fail, is_tty, user_errors
+from stemsplit.cli.common import (DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app, console,
+                                  engine_settings, fail, is_tty, user_errors)
+from stemsplit.cli.flags import check_number
+
+MAX_STFT = 1 << 16
 
 
 class EvaluateProgress(ProgressUI):
@@ -56,13 +60,11 @@ def evaluate(
                                              help="Oracle STFT size (default: first model's, else 4096)."),
     stft_hop: Optional[int] = typer.Option(None, "--stft-hop",
                                            help="Oracle STFT hop (default: first model's, else 1024)."),
-    segment: Optional[float] = typer.Option(None, help="Separation segment in seconds (default: model's)."),
-    overlap: Optional[float] = typer.Option(None, help="Segment overlap as a fraction in [0, 1)."),
-    shifts: int = typer.Option(0, help="Test-time augmentation: average over N shifted passes."),
-    wiener_iterations: Optional[int] = typer.Option(
-        None, "--wiener-iterations",
-        help="Multichannel Wiener post-filter iterations (default: each model's own)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto (use --workers 1 with a GPU)."),
+    segment: SegmentOpt = None,
+    overlap: OverlapOpt = None,
+    shifts: ShiftsOpt = 0,
+    wiener_iterations: WienerOpt = None,
+    device: DeviceOpt = "auto",
     limit: Optional[int] = typer.Option(None, help="Score only the first N tracks of the split."),
     html: bool = typer.Option(False, "--html", help="Also write report.html: the scores, the boxplot and a "
                                                     "multitrack player per track (needs ffmpeg)."),
@@ -70,30 +72,27 @@ def evaluate(
                                     help="With --html: players for the N tracks where the methods differ most."),
 ) -> None:
     """Score models against a dataset split with BSS Eval v4 and global SDR, beside oracle limits."""
-    from stemsplit.data.cache import DataError
-    from stemsplit.evaluation import EvaluationError
-    from stemsplit.evaluation.methods import EngineSettings
+    if workers is not None and workers < 1:
+        fail(f"--workers {workers}: must be at least 1")
+    with user_errors():  # every numeric flag, before any work and before torch loads
+        check_number("--limit", limit, 1, hint="leave it out to score every track of the split")
+        check_number("--stft-n-fft", stft_n_fft, 16, MAX_STFT)
+        check_number("--stft-hop", stft_hop, 1, stft_n_fft or MAX_STFT)
+    n_players = int(html_tracks) if html_tracks.strip().isdigit() else 0
+    if n_players < 1:
+        fail(f"--html-tracks {html_tracks!r}: must be a whole number of at least 1")
+    engine = engine_settings(segment, overlap, shifts, wiener_iterations, device)
     from stemsplit.evaluation.table import report_tables
     from stemsplit.pipelines.evaluate import EvaluateRequest
     from stemsplit.pipelines.evaluate import evaluate as run_evaluate
 
-    if workers is not None and workers < 1:
-        fail(f"--workers {workers}: must be at least 1")
-    n_players = int(html_tracks) if html_tracks.strip().isdigit() else 0
-    if n_players < 1:
-        fail(f"--html-tracks {html_tracks!r}: must be a whole number of at least 1")
     with user_errors():
-        try:
-            req = EvaluateRequest(
-                data=data, split=split, models=list(model or []), estimates=list(estimates or []),
-                oracle=oracle, metrics=metrics.lower(), out=out, workers=workers, stft_n_fft=stft_n_fft,
-                stft_hop=stft_hop, device=device, limit=limit, html=html, html_tracks=n_players,
-                engine=EngineSettings(segment_seconds=segment, overlap=overlap, shifts=shifts,
-                                      wiener_iterations=wiener_iterations))
-            with EvaluateProgress(is_tty()) as ui:
-                report = run_evaluate(req, ui)
-        except (EvaluationError, DataError) as exc:
-            fail(str(exc))
+        req = EvaluateRequest(
+            data=data, split=split, models=list(model or []), estimates=list(estimates or []),
+            oracle=oracle, metrics=metrics.lower(), out=out, workers=workers, stft_n_fft=stft_n_fft,
+            stft_hop=stft_hop, limit=limit, engine=engine, html=html, html_tracks=n_players)
+        with EvaluateProgress(is_tty()) as ui:
+            report = run_evaluate(req, ui)
     stdout = Console(highlight=False)
     for table in report_tables(report):
         stdout.print(table)

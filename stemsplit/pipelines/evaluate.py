@@ -21,7 +21,7 @@ from stemsplit.evaluation import EvaluationError
 from stemsplit.evaluation.boxplot import write_boxplot
 from stemsplit.evaluation.listening import HtmlOptions, write_listening_report
 from stemsplit.evaluation.listening import check_options as check_html_options
-from stemsplit.evaluation.methods import (ESTIMATES, MODEL, ORACLE, EngineSettings, MethodSpec,
+from stemsplit.evaluation.methods import (ESTIMATES, MODEL, ORACLE, MethodSpec,
                                           check_estimate_shapes, estimate_files, estimates_key,
                                           estimates_validity, file_sha256, model_key,
                                           oracle_key)
@@ -30,6 +30,7 @@ from stemsplit.evaluation.runner import Job, Outcome, run_jobs
 from stemsplit.evaluation.store import FAST, MUSEVAL, ScoreStore, TrackResult
 from stemsplit.metrics import ALL_METRICS, BSS_METRICS, GSDR
 from stemsplit.separation.oracle import ORACLE_METHODS
+from stemsplit.settings import EngineSettings, pick_device
 
 METRIC_CHOICES = {"fast": (FAST,), "museval": (MUSEVAL,), "both": (FAST, MUSEVAL)}
 DEFAULT_STFT = (4096, 1024)
@@ -47,8 +48,7 @@ class EvaluateRequest:
     workers: int | None = None  # None: the CPU count
     stft_n_fft: int | None = None  # oracles; None: the first model's, else 4096
     stft_hop: int | None = None  # oracles; None: the first model's, else 1024
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    device: str = "cpu"
+    engine: EngineSettings = field(default_factory=EngineSettings)  # the device too
     limit: int | None = None  # only the first N tracks of the split
     html: bool = False  # also write report.html, the listening report (evaluation.listening)
     html_tracks: int = 10  # players for the N tracks where the methods disagree most
@@ -95,7 +95,7 @@ def _model_spec(source: str, dataset, req: EvaluateRequest, taken: set[str]) -> 
     name = _unique(name, taken, f"{path.parent.name}-{path.stem}")
     digest = file_sha256(path)
     spec = MethodSpec(name=name, kind=MODEL, source=source, key=model_key(digest, req.engine),
-                      stems=list(dataset.stems), engine=req.engine, device=req.device,
+                      stems=list(dataset.stems), engine=req.engine,
                       info={"checkpoint": str(path), "checkpoint_sha256": digest,
                             "architecture": loaded.config.model.name})
     stft = (loaded.config.stft.n_fft, loaded.config.stft.hop_length)
@@ -201,7 +201,7 @@ def evaluate(req: EvaluateRequest, ui: EvaluateUI | None = None) -> EvaluationRe
         if ui:
             ui.job_done(outcome)
 
-    workers = req.workers if req.workers is not None else (os.cpu_count() or 1)
+    workers = req.workers if req.workers is not None else _default_workers(req)
     run_jobs(jobs, max(1, workers), collect)
 
     metrics = [m for m in ALL_METRICS if (m == GSDR and FAST in families) or (m in BSS_METRICS and MUSEVAL in families)]
@@ -219,19 +219,17 @@ def evaluate(req: EvaluateRequest, ui: EvaluateUI | None = None) -> EvaluationRe
 
 
 def _check_engine(req: EvaluateRequest) -> None:
-    if not req.models:
-        return
-    from stemsplit.separation.engine import choose_device
+    """The same checks as ``separate``, before any work; the device must exist when models run."""
+    req.engine.checked()
+    if req.models:
+        pick_device(req.engine.device)
 
-    e = req.engine
-    if e.segment_seconds is not None and e.segment_seconds <= 0:
-        raise EvaluationError(f"--segment {e.segment_seconds}: must be > 0 seconds")
-    if e.overlap is not None and not 0 <= e.overlap < 1:
-        raise EvaluationError(f"--overlap {e.overlap}: must be in [0, 1)")
-    try:
-        choose_device(req.device)
-    except ValueError as exc:
-        raise EvaluationError(str(exc)) from None
+
+def _default_workers(req: EvaluateRequest) -> int:
+    """One process per CPU core, but one in all when the models run on a GPU (they would share it)."""
+    if req.models and pick_device(req.engine.device).type != "cpu":
+        return 1
+    return os.cpu_count() or 1
 
 
 def _ordered(errors: list[str], specs: list[MethodSpec]) -> list[str]:
