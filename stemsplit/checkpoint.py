@@ -115,9 +115,19 @@ def model_header(cfg: Config) -> dict:
 def _check_header(ckpt: dict, cfg: Config, where: str) -> None:
     """The self-describing header (model name and args, stems, rate) must agree with the config:
     tools read the header without building a config, so a disagreement is a damaged file."""
-    expected = {"model": model_header(cfg), "stems": list(cfg.stems), "sample_rate": cfg.audio.sample_rate}
-    for key, value in expected.items():
-        if ckpt.get(key) != value:
+    ours = model_header(cfg)
+    stored = ckpt.get("model") if isinstance(ckpt.get("model"), dict) else {}
+    args = stored.get("args") if isinstance(stored.get("args"), dict) else {}
+    # a field added to a family after the file was written takes its default, so only the
+    # stored arguments must match
+    matches = {
+        "model": stored.get("name") == ours["name"] and all(k in ours["args"] and ours["args"][k] == v
+                                                            for k, v in args.items()),
+        "stems": ckpt.get("stems") == list(cfg.stems),
+        "sample_rate": ckpt.get("sample_rate") == cfg.audio.sample_rate,
+    }
+    for key, ok in matches.items():
+        if not ok:
             raise CheckpointError(f"{where}: its '{key}' header ({ckpt.get(key)!r:.80}) disagrees with its "
                                   "config; the file was edited or damaged: re-train or re-download it")
 

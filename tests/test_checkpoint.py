@@ -63,3 +63,17 @@ def test_mismatched_weights_are_reported(tmp_path):
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="weights do not match"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_written_before_a_family_gained_a_field_still_loads(tmp_path):
+    """Old files lack a new parameter in their header and config: it takes its default."""
+    from stemsplit.checkpoint import CheckpointError, checkpoint_dict, model_from_checkpoint
+
+    cfg = tiny_config("unet")
+    ckpt = checkpoint_dict(build_model(cfg), cfg)
+    for section in (ckpt["model"]["args"], ckpt["config"]["model"]):  # unet's freq_coords came later
+        del section["freq_coords"]
+    assert model_from_checkpoint(ckpt).config == cfg
+    ckpt["model"]["args"]["base_channels"] += 1  # a stored value that disagrees is still refused
+    with pytest.raises(CheckpointError, match="'model' header"):
+        model_from_checkpoint(ckpt)

@@ -15,7 +15,7 @@ silent bins have no dominant stem worth learning. The sum is divided by (sum_i w
 loss is in [0, 2] at any excerpt length or level.
 
 A chimera model also returns masks; they add ``mask_head_weight`` times the MSE between the
-masked mixture and the stems' magnitudes (the lstm family's loss).
+masked mixture and the stems' magnitudes (the magnitude models' mse loss).
 """
 from __future__ import annotations
 
