@@ -215,11 +215,17 @@ def ensemble(name: str, members: list[str], data: Path, split: str, step: float,
     print("weights (members x stems):", fit.weights)
 
 
-def recipes() -> None:
-    """One line per model of stemsplit/pretrained/recipes.yaml, for train_default_models.sh."""
+def recipes(ensembles: bool = False) -> None:
+    """One line per model of stemsplit/pretrained/recipes.yaml, for train_default_models.sh:
+    "name config --set k=v ..." for trained models, "name step wiener member ..." for ensembles."""
     import yaml
 
-    for name, recipe in yaml.safe_load((PRETRAINED / "recipes.yaml").read_text())["models"].items():
+    book = yaml.safe_load((PRETRAINED / "recipes.yaml").read_text())
+    if ensembles:
+        for name, recipe in (book.get("ensembles") or {}).items():
+            print(name, recipe.get("step", 0.05), recipe.get("wiener_iterations", 0), *recipe["members"])
+        return
+    for name, recipe in book["models"].items():
         print(name, recipe["config"], " ".join(f"--set {s}" for s in recipe.get("set", [])))
 
 
@@ -236,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--data", type=Path, help="prepared dataset: also measure phantom vocals on its valid split")
     p_report = sub.add_parser("report")
     p_report.add_argument("eval_dir", type=Path)
-    sub.add_parser("recipes")
+    p_recipes = sub.add_parser("recipes")
+    p_recipes.add_argument("--ensembles", action="store_true", help="the ensemble recipes instead")
     p_bag = sub.add_parser("ensemble")
     p_bag.add_argument("name")
     p_bag.add_argument("--members", nargs="+", required=True, help="shipped names or checkpoint paths")
@@ -250,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "score":
         score(args.eval_dir, args.data)
     elif args.cmd == "recipes":
-        recipes()
+        recipes(args.ensembles)
     elif args.cmd == "ensemble":
         ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations)
     else:

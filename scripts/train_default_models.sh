@@ -26,8 +26,16 @@ while read -r name config sets; do
   python scripts/package_models.py add "$name" "$RUNS/$name"
   NAMES+=("$name")
 done <<< "$RECIPES"
+# the ensembles of those models, weights fitted on the valid split
+while read -r name step wiener members; do
+  [ -n "$name" ] || continue
+  # shellcheck disable=SC2086  # members split on spaces on purpose
+  python scripts/package_models.py ensemble "$name" --members $members --data "$DATA" --step "$step" \
+    --wiener-iterations "$wiener"
+  NAMES+=("$name")
+done <<< "$(python scripts/package_models.py recipes --ensembles)"
 MODEL_FLAGS=()
 for name in "${NAMES[@]}"; do MODEL_FLAGS+=(--model "$name"); done
 stemsplit evaluate --data "$DATA" --split valid "${MODEL_FLAGS[@]}" \
   --oracle --stft-n-fft 4096 --stft-hop 1024 --out "$EVAL"
-python scripts/package_models.py score "$EVAL"
+python scripts/package_models.py score "$EVAL" --data "$DATA"
