@@ -64,3 +64,11 @@ def test_separation_gives_binary_masks_of_the_mixture_or_the_soft_head():
         soft = build_model(tiny_config("deep_clustering", ["model.separation=mask_head"])).eval()
         soft.load_state_dict(model.state_dict())
         torch.testing.assert_close(soft.stem_magnitudes(mag, mag), model(mag)[1] * mag.unsqueeze(1))
+
+
+def test_more_clusters_than_stems_are_all_named():
+    """With clusters > stems each stem may span several clusters; every bin still gets one stem."""
+    labels, emb, masks, mag = _scene(seed=3)
+    binary = kmeans_binary_masks(emb, masks, mag, iterations=10, clusters=7)
+    assert torch.equal(binary.sum(0), torch.ones_like(mag))
+    assert (binary.argmax(0) == labels).float().mean() > 0.99

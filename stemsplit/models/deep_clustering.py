@@ -53,6 +53,7 @@ class DeepClusteringParams:
     dropout: float = 0.2
     mask_weight: float = 1.0  # weight of the mask head's magnitude loss beside the affinity loss
     kmeans_iterations: int = 10
+    clusters: int = 0  # k-means clusters per segment; 0: one per stem
     separation: str = "kmeans"  # kmeans: binary masks from clustering; mask_head: the soft masks
 
 
@@ -71,23 +72,26 @@ def _reseed(x: torch.Tensor, w: torch.Tensor, sums: torch.Tensor) -> torch.Tenso
 
 
 def kmeans_binary_masks(emb: torch.Tensor, masks: torch.Tensor, mag: torch.Tensor,
-                        iterations: int) -> torch.Tensor:
+                        iterations: int, clusters: int = 0) -> torch.Tensor:
     """Binary masks (S, C, F, T) from one segment's embeddings (C, F, T, D).
 
     ``masks`` (S, C, F, T), the mask head's output, starts the centroids and names the clusters;
-    ``mag`` (C, F, T) weighs every bin.
+    ``mag`` (C, F, T) weighs every bin. ``clusters`` (0: one per stem) may exceed the stems:
+    the extra centroids start at loud bins unlike the others, and every cluster is named.
     """
     s = masks.shape[0]
     x = emb.reshape(-1, emb.shape[-1])                                  # (N, D)
     w = mag.reshape(-1)                                                 # (N,)
     soft = masks.reshape(s, -1) * w                                     # (S, N): magnitude per stem
-    centroids = _reseed(x, w, soft @ x)                                 # (S, D)
+    k = max(clusters, s)
+    sums = torch.cat([soft @ x, x.new_zeros(k - s, x.shape[1])])        # extra clusters: seeded below
+    centroids = _reseed(x, w, sums)                                     # (K, D)
     for _ in range(iterations):
         assign = (x @ centroids.T).argmax(dim=1)                        # (N,)
         centroids = _reseed(x, w, torch.zeros_like(centroids).index_add_(0, assign, x * w[:, None]))
     assign = (x @ centroids.T).argmax(dim=1)
     # name each cluster by the stem whose mask holds the most of its magnitude
-    votes = torch.zeros(s, s, dtype=soft.dtype, device=soft.device).index_add_(0, assign, soft.T)  # (cluster, stem)
+    votes = torch.zeros(k, s, dtype=soft.dtype, device=soft.device).index_add_(0, assign, soft.T)  # (cluster, stem)
     stem_of_cluster = votes.argmax(dim=1)                               # (S,)
     stem_of_bin = stem_of_cluster[assign]                               # (N,)
     binary = stem_of_bin[None] == torch.arange(s, device=emb.device)[:, None]
@@ -110,8 +114,8 @@ class DeepClustering(SeparationModel):
             raise ConfigError("model.num_layers must be >= 1 and model.embedding_size >= 2")
         if not 0 <= params.dropout < 1:
             raise ConfigError(f"model.dropout: must be in [0, 1), got {params.dropout}")
-        if params.mask_weight < 0 or params.kmeans_iterations < 0:
-            raise ConfigError("model.mask_weight and model.kmeans_iterations: must be >= 0")
+        if params.mask_weight < 0 or params.kmeans_iterations < 0 or params.clusters < 0:
+            raise ConfigError("model.mask_weight, model.kmeans_iterations and model.clusters: must be >= 0")
         if params.separation not in SEPARATIONS:
             raise ConfigError(f"model.separation: {params.separation!r} is not one of: {', '.join(SEPARATIONS)}")
         if params.separation == "mask_head" and params.mask_weight == 0:
@@ -146,6 +150,7 @@ class DeepClustering(SeparationModel):
         """(B, C, F, T) -> (B, S, C, F, T): binary k-means masks (or the mask head's) times the mixture."""
         emb, masks = self(model_input)
         if self.params.separation == "kmeans":
-            masks = torch.stack([kmeans_binary_masks(emb[i], masks[i], mix_mag[i], self.params.kmeans_iterations)
+            p = self.params
+            masks = torch.stack([kmeans_binary_masks(emb[i], masks[i], mix_mag[i], p.kmeans_iterations, p.clusters)
                                  for i in range(emb.shape[0])])
         return masks * mix_mag.unsqueeze(1)
