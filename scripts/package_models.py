@@ -186,7 +186,8 @@ def report(eval_dir: Path) -> None:
         print("| seed study (its validation) | " + " | ".join(f"{SEED_ACCURACY[s]:.1f}" for s in STEMS) + " |")
 
 
-def ensemble(name: str, members: list[str], data: Path, split: str, step: float, wiener: int) -> None:
+def ensemble(name: str, members: list[str], data: Path, split: str, step: float, wiener: int,
+             overrides: list[str] | None = None) -> None:
     """Fit per-stem weights of shipped members on DATA's split and ship the result as NAME."""
     from stemsplit.checkpoint import read_checkpoint as read
     from stemsplit.pipelines.ensemble import write_ensemble
@@ -201,11 +202,12 @@ def ensemble(name: str, members: list[str], data: Path, split: str, step: float,
             "training_data": " + ".join(dict.fromkeys(e["training_data"] for e in entries)),
             "licence": " + ".join(dict.fromkeys(e["licence"] for e in entries)),
             "trained_on_summary": "ensemble of " + " + ".join(f"{m} ({e['trained_on']})" for m, e in zip(members, entries)),
-            "recipe": f"scripts/package_models.py ensemble {name} --members {' '.join(members)} --step {step}"})
+            "recipe": "stemsplit/pretrained/recipes.yaml (ensembles)"})
         atomic_torch_save(ckpt, path)
-        add(name, Path(tmp), fp32=False, overrides=[])
+        add(name, Path(tmp), fp32=False, overrides=list(overrides or []))
     reg = _load_registry()
-    reg["models"][name].update({"members": members, "ensemble_weights": fit.weights,
+    command = f"scripts/package_models.py ensemble {name} --members {' '.join(members)} --step {step}"
+    reg["models"][name].update({"recipe": command, "members": members, "ensemble_weights": fit.weights,
                                 "fitted_on": f"{data.name} {split}, {fit.tracks} tracks, step {step}"})
     _save_registry(reg)
     print("mean gSDR on the fitting split, per stem:")
@@ -223,7 +225,8 @@ def recipes(ensembles: bool = False) -> None:
     book = yaml.safe_load((PRETRAINED / "recipes.yaml").read_text())
     if ensembles:
         for name, recipe in (book.get("ensembles") or {}).items():
-            print(name, recipe.get("step", 0.05), recipe.get("wiener_iterations", 0), *recipe["members"])
+            sets = ",".join(recipe.get("set", []))
+            print(name, recipe.get("step", 0.05), recipe.get("wiener_iterations", 0), sets or "-", *recipe["members"])
         return
     for name, recipe in book["models"].items():
         print(name, recipe["config"], " ".join(f"--set {s}" for s in recipe.get("set", [])))
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p_bag.add_argument("--split", default="valid")
     p_bag.add_argument("--step", type=float, default=0.05, help="weight grid step")
     p_bag.add_argument("--wiener-iterations", type=int, default=0)
+    p_bag.add_argument("--set", dest="overrides", action="append", default=[], metavar="separate.KEY=VALUE")
     args = ap.parse_args(argv)
     if args.cmd == "add":
         add(args.name, args.run_dir, args.fp32, args.overrides)
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "recipes":
         recipes(args.ensembles)
     elif args.cmd == "ensemble":
-        ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations)
+        ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations, args.overrides)
     else:
         report(args.eval_dir)
     return 0

@@ -27,11 +27,13 @@ while read -r name config sets; do
   NAMES+=("$name")
 done <<< "$RECIPES"
 # the ensembles of those models, weights fitted on the valid split
-while read -r name step wiener members; do
+while read -r name step wiener sets members; do
   [ -n "$name" ] || continue
+  SET_FLAGS=()
+  [ "$sets" = "-" ] || SET_FLAGS=(--set "$sets")
   # shellcheck disable=SC2086  # members split on spaces on purpose
   python scripts/package_models.py ensemble "$name" --members $members --data "$DATA" --step "$step" \
-    --wiener-iterations "$wiener"
+    --wiener-iterations "$wiener" "${SET_FLAGS[@]}"
   NAMES+=("$name")
 done <<< "$(python scripts/package_models.py recipes --ensembles)"
 MODEL_FLAGS=()

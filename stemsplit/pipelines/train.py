@@ -64,12 +64,12 @@ def git_commit() -> str | None:
 def open_datasets(primary: Path, cfg: Config) -> list[PreparedDataset]:
     """The training datasets: ``--data`` (also the validation set) and then ``data.extra``."""
     datasets = [PreparedDataset(Path(primary))] + [PreparedDataset(Path(p)) for p in cfg.data.extra]
-    for ds in datasets:
-        missing = [s for s in cfg.stems if s not in ds.stems]
     if not datasets[0].splits.get("valid"):
         raise DataError(f"{datasets[0].root}: has no 'valid' split, which training validates on; prepare it again "
                         "from at least 2 tracks (one is drawn for valid, see --valid-fraction) or with a valid/ "
                         "folder of tracks")
+    for ds in datasets:
+        missing = [s for s in cfg.stems if s not in ds.stems]
         if missing:
             raise DataError(f"{ds.root}: has no stem {missing[0]!r} that the config's stems need; "
                             f"its stems are: {', '.join(ds.stems)}")
