@@ -152,6 +152,10 @@ def run_train(opts: TrainOptions, on_step: Callable[[int], None] | None = None) 
         runner = Fitter if model_class(cfg.model.name).trained_by == "fit" else Trainer
         trainer = runner(cfg, run_dir, datasets, ctx, meta=meta, resume=resume, init_state=init, tty=opts.tty,
                           console=opts.console, on_step=on_step)
-        return trainer.run()
+        result = trainer.run()
+        # every rank leaves together: a rank that tore down its process group while rank 0 was
+        # still writing the last checkpoint aborted at exit now and then ("terminate called")
+        barrier(ctx)
+        return result
     finally:
         cleanup()
