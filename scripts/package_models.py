@@ -93,7 +93,7 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
              "params": sum(p.numel() for p in model.parameters()), "stems": ckpt["stems"],
              "sample_rate": ckpt["sample_rate"], "weights_dtype": meta["weights_dtype"],
              "wiener_iterations": cfg.separate.wiener_iterations,
-             "steps": meta.get("steps"), "best_step": meta.get("best_step"),
+             "steps": meta.get("steps"), "best_step": meta.get("best_step"), "train_minutes": meta.get("train_minutes"),
              "trained_on": meta.get("trained_on_summary") or f"MUSDB18-7 train, {meta.get('best_step')} steps",
              "training_data": training_data, "licence": licence,
              "recipe": meta["recipe"]["command"]}

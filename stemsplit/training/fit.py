@@ -77,11 +77,12 @@ class Fitter:
     def _meta(self) -> dict:
         p = self.progress
         return {**self.static_meta, "steps": p.step, "epochs": round(p.step / self.data.steps_per_epoch, 3),
-                "scores": dict(p.scores), "best_step": p.best_step,
+                "scores": dict(p.scores), "best_step": p.best_step, "train_minutes": round(p.tick() / 60, 3),
                 "effective_batch_size": self.cfg.train.batch_size, "world_size": 1, "trained_by": "fit"}
 
     def _save_last(self) -> None:
         self.progress.last_saved_step = self.progress.step
+        self.progress.tick()
         state = {"progress": self.progress.to_dict(), "rng": [capture_rng()], "world_size": 1}
         save_last(self.run_dir, self.model, self.cfg, self._meta(), state)
 
@@ -108,6 +109,7 @@ class Fitter:
     def run(self) -> TrainResult:
         self._t_start = time.perf_counter()
         p = self.progress
+        p.start_clock()
         if p.finished and (p.step >= self.total_steps or p.epoch >= self.cfg.train.epochs):
             self.reporter.message(f"{self.run_dir}: this run already finished at step {p.step}; "
                                   "raise train.max_steps or train.epochs with --set to fit on")

@@ -113,12 +113,13 @@ class Trainer:
     def _meta(self) -> dict:
         p = self.progress
         return {**self.static_meta, "steps": p.step, "epochs": round(p.step / self.data.steps_per_epoch, 3),
-                "scores": dict(p.scores), "best_step": p.best_step,
+                "scores": dict(p.scores), "best_step": p.best_step, "train_minutes": round(p.tick() / 60, 3),
                 "effective_batch_size": self.cfg.train.batch_size * self.ctx.world_size,
                 "world_size": self.ctx.world_size}
 
     def _save_last(self) -> None:
         """Every rank calls this (it gathers every rank's RNG state); rank 0 writes."""
+        self.progress.tick()
         rng = capture_rng()
         if self.ctx.distributed:
             gathered = [None] * self.ctx.world_size if self.ctx.is_main else None
@@ -215,6 +216,7 @@ class Trainer:
     def run(self) -> TrainResult:
         self._t_start = time.perf_counter()
         p = self.progress
+        p.start_clock()
         if p.finished and (p.step >= self.total_steps or p.epoch >= self.cfg.train.epochs):
             self.reporter.message(f"{self.run_dir}: this run already finished at step {p.step}; "
                                   "raise train.max_steps or train.epochs with --set to train on")

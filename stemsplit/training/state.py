@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,17 @@ class Progress:
     last_saved_step: int = -1  # the step of the newest last.ckpt
     finished: bool = False
     scores: dict = field(default_factory=dict)  # the latest validation's figures
+    train_seconds: float = 0.0  # wall seconds spent training, summed over resumed runs
+
+    def start_clock(self) -> None:
+        """Start counting this process's training time on top of what earlier runs spent."""
+        self._clock = (time.perf_counter(), self.train_seconds)
+
+    def tick(self) -> float:
+        """Bring ``train_seconds`` up to now; returns it."""
+        start, base = getattr(self, "_clock", (time.perf_counter(), self.train_seconds))
+        self.train_seconds = base + time.perf_counter() - start
+        return self.train_seconds
 
     def to_dict(self) -> dict:
         return asdict(self)
