@@ -70,7 +70,7 @@ def test_mask_cnn_windows_equal_a_per_frame_evaluation():
 def test_unet_freq_coords_let_it_tell_one_register_from_another():
     """A spectrogram that is the same at every bin: without the frequency channel the U-Net's
     masks repeat along frequency (shift-equivariant convolutions, per-bin normalisation), with it
-    they do not. This is what left the shipped unet's bass mask flat and near zero."""
+    they do not (without it the shipped unet's bass mask is flat across frequency)."""
     x = torch.full((1, 2, 257, 32), 0.7)
     for coords, repeats in ((False, True), (True, False)):
         cfg = tiny_config("unet", [f"model.freq_coords={str(coords).lower()}"])

@@ -28,7 +28,8 @@ class UNetParams:
     dropout: float = 0.3
     # add the bin's frequency as an input channel: the convolutions are shift-equivariant along
     # frequency and the per-bin standardisation removes the level cue, so without it the network
-    # cannot tell a bass register from any other (the shipped unet's near-silent bass)
+    # cannot tell a bass register from any other (one cause of the shipped unet's silent bass;
+    # the README's "Better stems" has the measured runs)
     freq_coords: bool = False
 
 
