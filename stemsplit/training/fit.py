@@ -99,10 +99,7 @@ class Fitter:
                              "wall_time": time.perf_counter() - self._t_start, "sdr_mean": res.sdr_mean,
                              **{f"sdr_{s}": v for s, v in res.sdr.items()}})
         write_plots(self.metrics.rows, self.run_dir, self.stems, False)
-        sdr = "  ".join(f"{s} {v:.2f}" for s, v in res.sdr.items())
-        note = " (best)" if improved else f" (best {p.best_score:.2f} dB at step {p.best_step})"
-        self.reporter.message(f"validation at step {p.step}: loss {res.loss:.4g}  SDR {sdr}  "
-                              f"mean {res.sdr_mean:.2f} dB{note}  [{res.seconds:.1f}s]")
+        self.reporter.message(res.line(p.step, improved, p.best_score, p.best_step))
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -110,7 +107,7 @@ class Fitter:
         self._t_start = time.perf_counter()
         p = self.progress
         p.start_clock()
-        if p.finished and (p.step >= self.total_steps or p.epoch >= self.cfg.train.epochs):
+        if p.already_finished(self.total_steps, self.cfg.train.epochs):
             self.reporter.message(f"{self.run_dir}: this run already finished at step {p.step}; "
                                   "raise train.max_steps or train.epochs with --set to fit on")
             self.reporter.close()

@@ -165,11 +165,7 @@ class Trainer:
         if self.tb is not None:
             self.tb.add(row)
         write_plots(self.metrics.rows, self.run_dir, self.stems, self.with_acc)
-        sdr = "  ".join(f"{s} {v:.2f}" for s, v in res.sdr.items())
-        acc = "  acc " + " ".join(f"{s} {100 * v:.1f}%" for s, v in res.accuracy.items()) if res.accuracy else ""
-        note = " (best)" if improved else f" (best {p.best_score:.2f} dB at step {p.best_step})"
-        self.reporter.message(f"validation at step {p.step}: loss {res.loss:.4g}  SDR {sdr}  "
-                              f"mean {res.sdr_mean:.2f} dB{note}{acc}  [{res.seconds:.1f}s]"
+        self.reporter.message(res.line(p.step, improved, p.best_score, p.best_step)
                               + ("  lr reduced" if reduced else ""))
 
     # --- one step ------------------------------------------------------------------------------
@@ -217,7 +213,7 @@ class Trainer:
         self._t_start = time.perf_counter()
         p = self.progress
         p.start_clock()
-        if p.finished and (p.step >= self.total_steps or p.epoch >= self.cfg.train.epochs):
+        if p.already_finished(self.total_steps, self.cfg.train.epochs):
             self.reporter.message(f"{self.run_dir}: this run already finished at step {p.step}; "
                                   "raise train.max_steps or train.epochs with --set to train on")
             return self._result("already_finished")

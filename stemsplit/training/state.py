@@ -43,6 +43,10 @@ class Progress:
     scores: dict = field(default_factory=dict)  # the latest validation's figures
     train_seconds: float = 0.0  # wall seconds spent training, summed over resumed runs
 
+    def already_finished(self, total_steps: int, epochs: int) -> bool:
+        """A run that ended at its step or epoch budget: resuming it has nothing left to do."""
+        return self.finished and (self.step >= total_steps or self.epoch >= epochs)
+
     def start_clock(self) -> None:
         """Start counting this process's training time on top of what earlier runs spent."""
         self._clock = (time.perf_counter(), self.train_seconds)

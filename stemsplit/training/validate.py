@@ -37,6 +37,14 @@ class ValResult:
         values = list(self.sdr.values())
         return float(np.mean(values)) if values and all(math.isfinite(v) for v in values) else -math.inf
 
+    def line(self, step: int, improved: bool, best_score: float, best_step: int) -> str:
+        """The log line of this validation, as the training loop and the fitter print it."""
+        sdr = "  ".join(f"{s} {v:.2f}" for s, v in self.sdr.items())
+        acc = "  acc " + " ".join(f"{s} {100 * v:.1f}%" for s, v in self.accuracy.items()) if self.accuracy else ""
+        note = " (best)" if improved else f" (best {best_score:.2f} dB at step {best_step})"
+        return (f"validation at step {step}: loss {self.loss:.4g}  SDR {sdr}  "
+                f"mean {self.sdr_mean:.2f} dB{note}{acc}  [{self.seconds:.1f}s]")
+
     def scores(self) -> dict:
         """Plain-typed figures for checkpoint metadata."""
         out = {"val_loss": self.loss, "sdr": dict(self.sdr), "sdr_mean": self.sdr_mean,
