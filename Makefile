@@ -5,15 +5,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stemsplit-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install ffmpeg browser test test-fast separate benchmark clean
+.PHONY: install ffmpeg browser lean-check test test-fast separate benchmark clean
 
 install: $(STAMP) ffmpeg
 
 # Re-installs when the package metadata changes; the editable install picks up code changes.
+# Development gets everything: the train extra (torch, torchaudio, musdb, museval, onnx, matplotlib)
+# and the test tools. Users who only separate need `pip install stemsplit` (see lean-check).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[train,dev]"
 	touch $(STAMP)
 
 # musdb's stempeg refuses to import without ffmpeg and ffprobe on PATH.
@@ -37,7 +39,12 @@ browser:
 		|| { if [ -n "$$CI" ]; then exit 1; fi; echo "chromium: not installed; the browser test will be skipped"; }; \
 	fi
 
-test: install browser
+# The lean install: `pip install stemsplit` without extras (not editable) into a fresh venv in a
+# temporary folder, then `stemsplit separate` on a generated song; fails if torch got in.
+lean-check:
+	PYTHON=$(PYTHON) scripts/check_lean_install.sh
+
+test: install browser lean-check
 	$(PY) -m pytest
 
 test-fast: install browser

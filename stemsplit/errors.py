@@ -24,3 +24,13 @@ class ModelError(StemsplitError, ValueError):
 
 class DeviceError(StemsplitError):
     """A requested compute device that is not available here."""
+
+
+class MissingExtraError(StemsplitError):
+    """A command that needs an optional extra (torch for prepare/train/evaluate/export) that is
+    not installed. The base install separates on ONNX Runtime; the message names the pip line."""
+
+    def __init__(self, command: str, missing: str, extra: str = "train"):
+        self.command, self.missing, self.extra = command, missing, extra
+        super().__init__(f"stemsplit {command} needs {missing}, which is not installed: "
+                         f'pip install "stemsplit[{extra}]"')

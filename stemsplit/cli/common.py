@@ -1,16 +1,18 @@
 """Shared CLI pieces: the Typer app, one-line errors, config loading, progress display."""
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from stemsplit.config import Config, ConfigError, load_config
-from stemsplit.errors import StemsplitError
+from stemsplit.errors import MissingExtraError, StemsplitError
 from stemsplit.settings import EngineSettings
 
 app = typer.Typer(
@@ -49,7 +51,8 @@ class UserError(StemsplitError):
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    # escaped: a message may hold brackets, e.g. pip install "stemsplit[train]", that rich would eat as markup
+    console.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -75,6 +78,23 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         console.print("interrupted")
         raise typer.Exit(130)
+
+
+TRAIN_MODULES = ("torch", "torchaudio")  # every command of the train extra imports both
+
+
+def require_extra(command: str, *modules: str) -> None:
+    """Exit 2 with one line naming `pip install "stemsplit[train]"` when a module of the train
+    extra is missing. The base install (separate on ONNX Runtime) has no torch; prepare, train,
+    evaluate and export need it. Finding a module does not import it, so this costs nothing."""
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a finder that refuses it, or a broken half-install
+            found = False
+        if not found:
+            with user_errors():
+                raise MissingExtraError(command, name)
 
 
 def one_line(exc: BaseException) -> str:

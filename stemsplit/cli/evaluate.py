@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from stemsplit.cli.common import (DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app, console,
-                                  engine_settings, fail, is_tty, user_errors)
+from stemsplit.cli.common import (TRAIN_MODULES, DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt,
+                                  app, console, engine_settings, fail, is_tty, require_extra, user_errors)
 from stemsplit.cli.flags import check_number
 
 MAX_STFT = 1 << 16
@@ -72,6 +72,8 @@ def evaluate(
                                     help="With --html: players for the N tracks where the methods differ most."),
 ) -> None:
     """Score models against a dataset split with BSS Eval v4 and global SDR, beside oracle limits."""
+    # matplotlib draws the boxplot; museval is BSS Eval, not needed for --metrics fast
+    require_extra("evaluate", *TRAIN_MODULES, "matplotlib", *(() if metrics.lower() == "fast" else ("museval",)))
     if workers is not None and workers < 1:
         fail(f"--workers {workers}: must be at least 1")
     with user_errors():  # every numeric flag, before any work and before torch loads

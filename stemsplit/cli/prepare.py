@@ -12,7 +12,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stemsplit.cli.common import SET_HELP, app, config_or_exit, console, is_tty, user_errors
+from stemsplit.cli.common import (SET_HELP, TRAIN_MODULES, app, config_or_exit, console, is_tty, require_extra,
+                                  user_errors)
 from stemsplit.cli.flags import check_choice, check_number
 
 prepare_app = typer.Typer(help="Turn a dataset into a training-ready cache (see 'prepare COMMAND --help').",
@@ -142,6 +143,7 @@ def prepare_musdb(
     silence_db: float = _SILENCE, verbose: bool = _VERBOSE,
 ) -> None:
     """MUSDB18 (.stem.mp4) or MUSDB18-HQ (--wav) with the official train/valid/test splits."""
+    require_extra("prepare musdb", *TRAIN_MODULES, "musdb")
     _check_flags(sample_rate, dtype, limit, max_residual_db, silence_db)
     from stemsplit.pipelines import prepare as pipeline
 
@@ -170,6 +172,7 @@ def prepare_folder(
     silence_db: float = _SILENCE, verbose: bool = _VERBOSE,
 ) -> None:
     """Any folder of <track>/{vocals,drums,bass,other}.wav (+ mixture.wav), with per-track checks."""
+    require_extra("prepare folder", *TRAIN_MODULES)
     _check_flags(sample_rate, dtype, limit, max_residual_db, silence_db, valid_fraction, seed)
     from stemsplit.pipelines import prepare as pipeline
 
@@ -192,6 +195,7 @@ def prepare_synth(
     dtype: str = _DTYPE, verbose: bool = _VERBOSE,
 ) -> None:
     """Generate songs (MUSDB18-HQ wav layout in OUT/audio) and prepare them into OUT."""
+    require_extra("prepare synth", *TRAIN_MODULES)
     _check_flags(sample_rate, dtype, 0, -20.0, -60.0, valid_fraction, seed)
     with user_errors():
         check_number("--tracks", tracks, 1, MAX_TRACKS)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from stemsplit.cli.common import SET_HELP, DeviceOpt, app, console, is_tty, user_errors
+from stemsplit.cli.common import SET_HELP, TRAIN_MODULES, DeviceOpt, app, console, is_tty, require_extra, user_errors
 
 
 @app.command("train")
@@ -26,6 +26,7 @@ def train(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a separation model from a config; resumable, and multi-GPU under torchrun."""
+    require_extra("train", *TRAIN_MODULES, "matplotlib")  # matplotlib: the run folder's curves
     from stemsplit.pipelines.train import TrainOptions, run_train
     from stemsplit.training.signals import EXIT_CODES
 
