@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import write_tiny_checkpoint
 from stemsplit.audio.io import write_audio
@@ -18,7 +17,7 @@ from stemsplit.evaluation import EvaluationError
 from stemsplit.evaluation.reports import read_summary_csv
 from stemsplit.metrics import global_sdr_stems
 from stemsplit.pipelines.evaluate import EvaluateRequest, evaluate
-from stemsplit.separation.engine import Separator
+from stemsplit.separation.torch_runner import torch_engine
 
 SR = 8000
 STEMS = ["vocals", "other"]
@@ -122,8 +121,7 @@ def test_model_scores_come_from_the_chunked_engine(corpus, ckpt, tmp_path):
     report = evaluate(request(corpus, tmp_path / "e", models=[str(ckpt)], metrics="fast"))
     dataset = PreparedDataset(corpus)
     arrays = dataset.load_track("song 1")
-    separator = Separator.from_loaded(load_checkpoint(ckpt))
-    est = separator.separate_tensor(torch.from_numpy(np.array(arrays["mixture"]))).numpy()
+    est = torch_engine(load_checkpoint(ckpt)).separate(arrays["mixture"])
     expected = global_sdr_stems(np.stack([arrays[s] for s in STEMS]), est)
     got = report.results["tiny"]["song 1"].gsdr
     np.testing.assert_allclose([got[s] for s in STEMS], expected, atol=1e-4)

@@ -25,7 +25,7 @@ from stemsplit.config import ConfigError, load_config
 from stemsplit.models import SeparationModel, build_model, model_class, names, register, unregister
 from stemsplit.models.base import INPUT_KINDS, OUTPUT_KINDS, TARGETS
 from stemsplit.pretrained import resolve_model
-from stemsplit.separation.engine import Separator
+from stemsplit.separation.torch_runner import torch_engine
 from test_training_corpus import FAST, make_corpus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,8 +151,8 @@ def test_shipped_models_give_the_stems_they_gave_before_the_contract(name):
     """Reference: every 499th sample of each stem of a generated 12-s mix, separated by the
     release before the contract (tests/data/shipped_stems_reference.npz)."""
     ref = np.load(REPO / "tests" / "data" / "shipped_stems_reference.npz")
-    mix = torch.from_numpy(tone_mix(float(ref["seconds"]), seed=int(ref["seed"])))
-    stems = Separator.from_loaded(resolve_model(name)).separate_tensor(mix).numpy()
+    mix = tone_mix(float(ref["seconds"]), seed=int(ref["seed"]))
+    stems = torch_engine(resolve_model(name)).separate(mix)
     np.testing.assert_allclose(stems[..., :: int(ref["step"])], ref[name], atol=1e-5, rtol=0)
 
 

@@ -1,37 +1,52 @@
-from dataclasses import dataclass
+"""The numpy engine: overlap-add adds nothing of its own, models see the same numbers as unchunked,
+shifts / Wiener / wiener_stems behave, and any NetworkRunner drives it."""
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from stemsplit.config import load_config
-from stemsplit.models import SeparationModel, build_model
-from stemsplit.separation.engine import Separator, crossfade_window
+from stemsplit.models import build_model
+from stemsplit.separation.engine import Engine, crossfade_window
+from stemsplit.separation.torch_runner import TorchRunner
 from stemsplit.settings import EngineSettings
 from stemsplit.separation.wiener import wiener
 from conftest import CONFIGS, tiny_config
 
 
-@dataclass
-class _NoParams:
-    pass
+class PassThrough:
+    """A numpy NetworkRunner whose every mask is 1: separation must give the input back for every stem."""
+
+    spectral = True
+
+    def __init__(self, config, n_stems: int = 4):
+        self.config, self.n_stems = config, n_stems
+        self.calls = []
+
+    def context_frames(self):
+        return None
+
+    def stem_magnitudes(self, mag):
+        self.calls.append(mag.shape)
+        return np.repeat(mag[:, None], self.n_stems, axis=1)
+
+    def stem_waveforms(self, wav):
+        raise AssertionError("a spectral runner is never asked for waveforms")
 
 
-class PassThrough(SeparationModel):
-    """A model whose every mask is 1: separation must give the input back for every stem."""
-
-    params_class = _NoParams
-
-    def __init__(self, n_stems: int):
-        super().__init__(_NoParams(), n_bins=0, n_channels=2, n_stems=n_stems)
-
-    def forward(self, mag):
-        return torch.ones(mag.shape[0], self.n_stems, *mag.shape[1:])
+def _engine(model, cfg, settings=None):
+    return Engine(TorchRunner(model, cfg, "cpu"), settings)
 
 
 @pytest.fixture(scope="module")
 def signal():
-    torch.manual_seed(0)
-    return torch.randn(2, 44100 * 5) * 0.1
+    return (np.random.default_rng(0).standard_normal((2, 44100 * 5)) * 0.1).astype(np.float32)
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 @pytest.mark.parametrize("segment", [0.3, 1.0, 2.2, 100.0])
@@ -39,11 +54,11 @@ def signal():
 def test_pass_through_mask_returns_the_input(signal, segment, overlap):
     """Overlap-add adds nothing of its own, at every segment and overlap setting."""
     cfg = load_config(CONFIGS / "lstm.yaml")
-    sep = Separator(PassThrough(4), cfg, EngineSettings(segment_seconds=segment, overlap=overlap))
-    out = sep.separate_tensor(signal)
-    assert out.shape == (4, *signal.shape)
+    sep = Engine(PassThrough(cfg), EngineSettings(segment_seconds=segment, overlap=overlap))
+    out = sep.separate(signal)
+    assert out.shape == (4, *signal.shape) and out.dtype == np.float32
     for s in range(4):
-        assert (out[s] - signal).norm() / signal.norm() < 1e-4
+        assert _rel(out[s], signal) < 1e-4
 
 
 @pytest.mark.parametrize("segment,overlap", [(1.0, 0.5), (2.0, 0.3), (3.0, 0.25)])
@@ -52,23 +67,27 @@ def test_mask_cnn_chunked_equals_unchunked(signal, segment, overlap):
     cfg = load_config(CONFIGS / "mask_cnn.yaml")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    whole = Separator(model, cfg, EngineSettings(segment_seconds=1000)).separate_tensor(signal)
-    chunked = Separator(model, cfg, EngineSettings(segment_seconds=segment, overlap=overlap))
+    whole = _engine(model, cfg, EngineSettings(segment_seconds=1000)).separate(signal)
+    chunked = _engine(model, cfg, EngineSettings(segment_seconds=segment, overlap=overlap))
     assert chunked.num_segments(signal.shape[-1]) > 1
-    out = chunked.separate_tensor(signal)
-    assert (out - whole).norm() / whole.norm() < 1e-4
+    out = chunked.separate(signal)
+    assert _rel(out, whole) < 1e-4
 
 
 def test_segments_are_hop_aligned_and_counted():
     cfg = load_config(CONFIGS / "unet.yaml")
-    sep = Separator(PassThrough(4), cfg, EngineSettings(segment_seconds=3.0, overlap=0.25))
+    runner = PassThrough(cfg)
+    sep = Engine(runner, EngineSettings(segment_seconds=3.0, overlap=0.25))
     hop = cfg.stft.hop_length
     assert sep.segment % hop == 0 and sep.overlap % hop == 0
-    x = torch.randn(2, 44100 * 10)
+    x = np.random.default_rng(1).standard_normal((2, 44100 * 10)).astype(np.float32)
     calls = []
-    sep.separate_tensor(x, on_segment=calls.append)
-    assert len(calls) == sep.num_segments(x.shape[-1])
+    sep.separate(x, on_segment=calls.append)
+    assert len(calls) == sep.num_segments(x.shape[-1]) == len(runner.calls)
     assert calls[-1] == x.shape[-1]
+    # the runner gets one (1, C, F, T) magnitude per segment, every one a full segment but the last
+    assert all(shape[:3] == (1, 2, cfg.n_bins) for shape in runner.calls)
+    assert runner.calls[0][3] == sep.segment // hop + 1
 
 
 def test_crossfade_windows_sum_to_one():
@@ -76,53 +95,70 @@ def test_crossfade_windows_sum_to_one():
     a = crossfade_window(n, ov, first=True, last=False)
     b = crossfade_window(n, ov, first=False, last=True)
     summed = a[n - ov :] + b[:ov]
-    assert torch.allclose(summed, torch.ones(ov, dtype=summed.dtype))
-    assert a[-ov // 4 :].abs().max() == 0 and b[: ov // 4].abs().max() == 0
+    np.testing.assert_allclose(summed, np.ones(ov), rtol=0, atol=1e-12)
+    assert np.abs(a[-ov // 4 :]).max() == 0 and np.abs(b[: ov // 4]).max() == 0
 
 
 def test_every_architecture_separates_short_and_silent_input(arch):
     cfg = tiny_config(arch)
     model = build_model(cfg).eval()
-    sep = Separator(model, cfg, EngineSettings(segment_seconds=0.5, overlap=0.25))
-    for x in (torch.zeros(2, 22050), torch.randn(2, 300) * 0.1, torch.randn(2, 44100) * 0.1):
-        out = sep.separate_tensor(x)
-        assert out.shape == (len(cfg.stems), 2, x.shape[-1]) and torch.isfinite(out).all()
+    sep = _engine(model, cfg, EngineSettings(segment_seconds=0.5, overlap=0.25))
+    rng = np.random.default_rng(2)
+    for x in (np.zeros((2, 22050), np.float32), rng.standard_normal((2, 300)) * 0.1,
+              rng.standard_normal((2, 44100)) * 0.1):
+        out = sep.separate(x)
+        assert out.shape == (len(cfg.stems), 2, x.shape[-1]) and np.isfinite(out).all()
+    assert sep.separate(np.zeros((2, 0), np.float32)).shape == (len(cfg.stems), 2, 0)
 
 
 def test_shifts_and_wiener_keep_shape_and_stay_finite(signal):
     cfg = tiny_config("unet")
     model = build_model(cfg).eval()
-    sep = Separator(model, cfg, EngineSettings(segment_seconds=1.0, shifts=3, wiener_iterations=2))
-    out = sep.separate_tensor(signal[:, :44100])
-    assert out.shape == (4, 2, 44100) and torch.isfinite(out).all()
+    sep = _engine(model, cfg, EngineSettings(segment_seconds=1.0, shifts=3, wiener_iterations=2))
+    out = sep.separate(signal[:, :44100])
+    assert out.shape == (4, 2, 44100) and np.isfinite(out).all()
+
+
+def test_shifts_average_passes_on_shifted_input(signal):
+    """shifts=2 is the mean of the plain pass and a pass on the input delayed by hop / 2."""
+    cfg = tiny_config("unet")
+    model = build_model(cfg).eval()
+    x = signal[:, :20000]
+    hop = cfg.stft.hop_length
+    plain = _engine(model, cfg, EngineSettings(segment_seconds=1000)).separate(x)
+    delayed = _engine(model, cfg, EngineSettings(segment_seconds=1000)).separate(
+        np.pad(x, ((0, 0), (hop // 2, 0))))[..., hop // 2:]
+    shifted = _engine(model, cfg, EngineSettings(segment_seconds=1000, shifts=2)).separate(x)
+    assert _rel(plain, delayed) > 1e-3  # the shift does change the estimate
+    np.testing.assert_allclose(shifted, (plain + delayed) / 2, rtol=0, atol=1e-5)
 
 
 def test_the_model_config_sets_the_default_wiener_iterations(signal):
     cfg = tiny_config("unet", ["separate.wiener_iterations=1"])
     model = build_model(cfg).eval()
     x = signal[:, :44100]
-    by_config = Separator(model, cfg).separate_tensor(x)
-    explicit = Separator(model, cfg, EngineSettings(wiener_iterations=1)).separate_tensor(x)
-    plain = Separator(model, cfg, EngineSettings(wiener_iterations=0)).separate_tensor(x)
-    torch.testing.assert_close(by_config, explicit)
-    assert not torch.allclose(by_config, plain, atol=1e-4)
+    by_config = _engine(model, cfg).separate(x)
+    explicit = _engine(model, cfg, EngineSettings(wiener_iterations=1)).separate(x)
+    plain = _engine(model, cfg, EngineSettings(wiener_iterations=0)).separate(x)
+    np.testing.assert_allclose(by_config, explicit, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(by_config, plain, atol=1e-4)
 
 
 def test_wiener_uses_spatial_cues_and_conserves_the_mixture():
     """Panned sources: EM refinement beats plain ratio masking, and estimates sum to the mix."""
-    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
     f, t = 64, 80
-    pans = torch.tensor([[1.0, 0.2], [0.2, 1.0], [0.7, 0.7]])
-    env = torch.rand(3, 1, f, t) ** 3  # sparse-ish magnitude envelopes
-    src = pans[:, :, None, None] * env * torch.exp(2j * torch.pi * torch.rand(3, 1, f, t))
+    pans = np.array([[1.0, 0.2], [0.2, 1.0], [0.7, 0.7]])
+    env = rng.uniform(size=(3, 1, f, t)) ** 3  # sparse-ish magnitude envelopes
+    src = (pans[:, :, None, None] * env * np.exp(2j * np.pi * rng.uniform(size=(3, 1, f, t)))).astype(np.complex64)
     mix = src.sum(0)
-    power = (src.abs() ** 2).mean(1, keepdim=True)
-    ratio = power / power.sum(0, keepdim=True)  # single-channel ratio mask: ignores panning
-    mags = ratio * mix.abs()[None]
-    err = lambda est: (((est - src).abs() ** 2).sum() / (src.abs() ** 2).sum()).item()
+    power = (np.abs(src) ** 2).mean(1, keepdims=True)
+    ratio = power / power.sum(0, keepdims=True)  # single-channel ratio mask: ignores panning
+    mags = (ratio * np.abs(mix)[None]).astype(np.float32)
+    err = lambda est: float((np.abs(est - src) ** 2).sum() / (np.abs(src) ** 2).sum())
     plain, refined = wiener(mix, mags, 0), wiener(mix, mags, 3)
     assert err(refined) < err(plain)
-    assert (refined.sum(0) - mix).norm() / mix.norm() < 1e-2  # exact up to the regulariser
+    assert _rel(refined.sum(0), mix) < 1e-2  # exact up to the regulariser
 
 
 def test_wiener_stems_keep_the_other_stems_plain(signal):
@@ -131,12 +167,20 @@ def test_wiener_stems_keep_the_other_stems_plain(signal):
     cfg = load_config(CONFIGS / "lstm.yaml", ["model.hidden_size=16", "model.num_layers=1"])
     model = build_model(cfg).eval()
     x = signal[:, : 44100 * 2]
-    plain = Separator(model, cfg, EngineSettings(wiener_iterations=0)).separate_tensor(x)
-    full = Separator(model, cfg, EngineSettings(wiener_iterations=1)).separate_tensor(x)
+    plain = _engine(model, cfg, EngineSettings(wiener_iterations=0)).separate(x)
+    full = _engine(model, cfg, EngineSettings(wiener_iterations=1)).separate(x)
     picked_cfg = load_config(CONFIGS / "lstm.yaml", ["model.hidden_size=16", "model.num_layers=1",
                                                      "separate.wiener_stems=[drums, bass]"])
-    picked = Separator(model, picked_cfg, EngineSettings(wiener_iterations=1)).separate_tensor(x)
+    picked = _engine(model, picked_cfg, EngineSettings(wiener_iterations=1)).separate(x)
     for s, name in enumerate(cfg.stems):
         expected = full[s] if name in ("drums", "bass") else plain[s]
-        assert torch.allclose(picked[s], expected, atol=1e-5), name
-    assert not torch.allclose(full[0], plain[0], atol=1e-3)  # the filter does change vocals
+        np.testing.assert_allclose(picked[s], expected, rtol=0, atol=1e-5, err_msg=name)
+    assert not np.allclose(full[0], plain[0], atol=1e-3)  # the filter does change vocals
+
+
+def test_the_engine_imports_without_torch():
+    """The lean path: the engine, its runner seam, the STFT and the Wiener filter never load torch."""
+    code = ("import sys, stemsplit.separation.engine, stemsplit.separation.runner, stemsplit.audio.stft_numpy; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.data.dataset import iter_full_tracks
 from stemsplit.evaluation import EvaluationError
 from stemsplit.metrics import nanmedian
 from stemsplit.pretrained import resolve_model
-from stemsplit.separation.engine import Separator
+from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
 
 _TINY = 1e-20
@@ -49,13 +48,13 @@ def absent_stem_energy(model: str, data: Path, stem: str = "vocals", split: str 
     if stem not in loaded.stems:
         raise EvaluationError(f"model {model!r} has no stem {stem!r}; its stems are {', '.join(loaded.stems)}")
     loaded.model.eval()
-    separator = Separator.from_loaded(loaded, engine or EngineSettings(device="cpu"))
+    separator = torch_engine(loaded, engine or EngineSettings(device="cpu"))
     dataset = PreparedDataset(Path(data))
     index = loaded.stems.index(stem)
     per_track = {}
     for name, _mixture, sources in iter_full_tracks(dataset, split, loaded.stems):
         remix = np.delete(sources, index, axis=0).sum(0)               # (channels, time)
-        estimate = separator.separate_tensor(torch.from_numpy(np.ascontiguousarray(remix))).numpy()
+        estimate = separator.separate(remix)
         per_track[name] = energy_ratio_db(estimate[index], remix)
     if not per_track:
         raise EvaluationError(f"{data}: split {split!r} has no tracks")

@@ -3,7 +3,7 @@
 A ``MethodSpec`` is plain data (it crosses into worker processes):
 
 - ``model``: a checkpoint path or shipped model name, separated by the chunked engine
-  (``Separator.from_loaded(...).separate_tensor``), exactly as ``separate`` does.
+  (``torch_engine(...).separate``), exactly as ``separate --runtime torch`` does.
 - ``estimates``: a folder already separated, ``DIR/<track>/<stem>.wav`` (any audio type).
 - ``oracle``: an oracle mask or the mixture, from the true stems (``separation.oracle``).
 """
@@ -122,19 +122,19 @@ def load_estimates(files: dict[str, Path], stems: list[str], length: int, channe
 
 # --- producing estimates in a worker ----------------------------------------------------------
 
-_SEPARATORS: dict[tuple, Any] = {}  # per process: (source, engine) -> (Separator, model stems)
+_SEPARATORS: dict[tuple, Any] = {}  # per process: (source, engine) -> (Engine, model stems)
 
 
 def _separator(spec: MethodSpec):
     cache_key = (spec.source, spec.engine)
     if cache_key not in _SEPARATORS:
         from stemsplit.pretrained import resolve_model
-        from stemsplit.separation.engine import Separator
+        from stemsplit.separation.torch_runner import torch_engine
 
         loaded = resolve_model(spec.source)
         loaded.model.eval()
         _SEPARATORS.clear()  # one model at a time per worker keeps memory bounded
-        _SEPARATORS[cache_key] = (Separator.from_loaded(loaded, spec.engine), loaded.stems)
+        _SEPARATORS[cache_key] = (torch_engine(loaded, spec.engine), loaded.stems)
     return _SEPARATORS[cache_key]
 
 
@@ -154,10 +154,8 @@ def produce_estimates(spec: MethodSpec, track: str, mixture: np.ndarray, sources
         files = estimate_files(Path(spec.source), track, spec.stems)
         return load_estimates(files, spec.stems, mixture.shape[1], mixture.shape[0], sample_rate)
     if spec.kind == MODEL:
-        import torch
-
         separator, model_stems = _separator(spec)
-        out = separator.separate_tensor(torch.from_numpy(np.array(mixture, dtype=np.float32)))  # a copy: memmaps are read-only
+        out = separator.separate(mixture)
         order = [model_stems.index(s) for s in spec.stems]
-        return out[order].numpy().astype(np.float32, copy=False)
+        return out[order]
     raise ValueError(f"unknown method kind {spec.kind!r}")

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stemsplit.checkpoint import LoadedModel, save_checkpoint
 from stemsplit.config import Config, ConfigError, config_from_dict, config_to_dict, model_config_to_dict
@@ -26,7 +25,7 @@ from stemsplit.data.dataset import iter_full_tracks
 from stemsplit.metrics import global_sdr
 from stemsplit.models import build_model, combining_family
 from stemsplit.pretrained import resolve_model
-from stemsplit.separation.engine import Separator
+from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
 
 
@@ -69,11 +68,10 @@ def fit_weights(members: list[str], data: Path, split: str = "valid", step: floa
     separators = []
     for lm in loaded:
         lm.model.eval()
-        separators.append(Separator.from_loaded(lm, EngineSettings(wiener_iterations=0, device=device)))
+        separators.append(torch_engine(lm, EngineSettings(wiener_iterations=0, device=device)))
     references, estimates = [], []  # per track: (S, C, L) and (M, S, C, L)
     for _name, mixture, sources in iter_full_tracks(PreparedDataset(Path(data)), split, stems):
-        mix = torch.from_numpy(np.ascontiguousarray(mixture))
-        estimates.append(np.stack([sep.separate_tensor(mix).numpy() for sep in separators]))
+        estimates.append(np.stack([sep.separate(mixture) for sep in separators]))
         references.append(sources)
     if not references:
         raise ConfigError(f"{data}: split {split!r} has no tracks to fit the ensemble on")

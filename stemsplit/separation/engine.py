@@ -1,4 +1,4 @@
-"""Chunked overlap-add separation with bounded memory.
+"""Chunked overlap-add separation with bounded memory, in numpy, around any ``NetworkRunner``.
 
 The input is cut into segments of ``L`` samples that overlap by ``O``. Both are multiples of
 the STFT hop, so every segment's frames fall on one global frame grid. Each segment is
@@ -14,19 +14,19 @@ fits inside ``O/4`` gives the same output as one unchunked pass. A model that de
 bounded context (``context_frames()``) gets an overlap whose margin covers it.
 
 Segments are produced from a stream, so neither the input nor the output is ever held whole.
+Everything here is numpy (float32 / complex64); the network runs behind ``NetworkRunner``
+(torch: ``torch_runner.py``, ONNX Runtime: ``onnx_runner.py``), so this module never imports torch.
 """
 from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator
 
-import torch
-from torch import nn
+import numpy as np
 
-from stemsplit.audio.stft import STFT
-from stemsplit.checkpoint import LoadedModel
-from stemsplit.config import Config
+from stemsplit.audio.stft_numpy import NumpySTFT
+from stemsplit.separation.runner import NetworkRunner
 from stemsplit.separation.wiener import wiener
-from stemsplit.settings import EngineSettings, pick_device
+from stemsplit.settings import EngineSettings
 
 
 def _either(flag, default):
@@ -34,36 +34,36 @@ def _either(flag, default):
     return default if flag is None else flag
 
 
-def crossfade_window(length: int, overlap: int, first: bool, last: bool) -> torch.Tensor:
-    """(length,) weights: zero margins and linear ramps at the inner edges (see module doc)."""
-    w = torch.ones(length, dtype=torch.float64)
+def crossfade_window(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """(length,) float64 weights: zero margins and linear ramps at the inner edges (see module doc)."""
+    w = np.ones(length, dtype=np.float64)
     if overlap <= 0:
         return w
     margin = overlap // 4
     ramp_len = overlap - 2 * margin
-    ramp = (torch.arange(ramp_len, dtype=torch.float64) + 0.5) / ramp_len
-    rise = torch.cat([torch.zeros(margin, dtype=torch.float64), ramp,
-                      torch.ones(max(overlap - margin - ramp_len, 0), dtype=torch.float64)])[:overlap]
+    ramp = (np.arange(ramp_len, dtype=np.float64) + 0.5) / ramp_len
+    rise = np.concatenate([np.zeros(margin), ramp, np.ones(max(overlap - margin - ramp_len, 0))])[:overlap]
     if not first:
         n = min(overlap, length)
         w[:n] = rise[:n]
     if not last:
-        w[-overlap:] = w[-overlap:] * rise.flip(0)
+        w[-overlap:] = w[-overlap:] * rise[::-1]
     return w
 
 
-class Separator:
+class Engine:
     """Separates (channels, time) audio at the model's sample rate into (stems, channels, time).
 
-    The model's train/eval mode is left as it is: callers put it in eval mode.
+    ``runner`` maps magnitudes (or waveforms) to stems; the engine does the rest. Not
+    thread-safe on its own (it caches STFT envelopes): share one between threads behind a lock.
     """
 
-    def __init__(self, model: nn.Module, config: Config, settings: EngineSettings | None = None):
+    def __init__(self, runner: NetworkRunner, settings: EngineSettings | None = None):
         self.settings = (settings or EngineSettings()).checked()
+        self.runner = runner
+        config = runner.config
         self.config = config
-        self.device = pick_device(self.settings.device)
-        self.model = model.to(self.device)
-        self.stft = STFT(config.stft)
+        self.stft = NumpySTFT(config.stft)
         self.stems = list(config.stems)
         self.sample_rate = config.audio.sample_rate
         self.channels = config.audio.channels
@@ -76,108 +76,111 @@ class Separator:
         self.plain_stems = [i for i, s in enumerate(self.stems) if own.wiener_stems and s not in own.wiener_stems]
         self.segment = max(4, round(seconds * self.sample_rate / hop)) * hop
         self.overlap = min(round(overlap * self.segment / hop) * hop, self.segment - hop)
-        context = model.context_frames()
+        context = runner.context_frames()
         if context is not None:
             # each segment's discarded margin (overlap / 4) must cover the model's context
             needed = 4 * (context + 1) * hop
             self.overlap = max(self.overlap, min(needed, self.segment - hop))
-
-    @classmethod
-    def from_loaded(cls, loaded: LoadedModel, settings: EngineSettings | None = None) -> "Separator":
-        return cls(loaded.model, loaded.config, settings)
+        # a runner whose network reads the complex STFT takes it beside the magnitude (optional extension)
+        self._wants_spec = getattr(runner, "input_kind", "magnitude") == "complex"
 
     # --- one segment ---------------------------------------------------------------------
 
-    def _separate_once(self, wav: torch.Tensor) -> torch.Tensor:
-        """(C, n) -> (S, C, n), through the model's contract: spectral or waveform."""
-        model = self.model
-        if not model.spectral:
-            return model.stem_waveforms(wav[None])[0]
-        spec = self.stft(wav)                                           # (C, F, T)
-        mag = spec.abs()
-        model_input = spec if model.input_kind == "complex" else mag
+    def _separate_once(self, wav: np.ndarray) -> np.ndarray:
+        """(C, n) float32 -> (S, C, n) float32, through the runner: spectral or waveform."""
+        runner = self.runner
+        if not runner.spectral:
+            return np.asarray(runner.stem_waveforms(wav[None])[0], dtype=np.float32)
+        spec = self.stft(wav)                                           # (C, F, T) complex64
+        mag = np.abs(spec)                                              # (C, F, T) float32
+        extra = {"spec": spec[None]} if self._wants_spec else {}
+        est_mag = np.asarray(runner.stem_magnitudes(mag[None], **extra)[0], dtype=np.float32)  # (S, C, F, T)
         if self.wiener_iterations > 0:
-            est_mag = model.stem_magnitudes(model_input[None], mag[None])[0]  # (S, C, F, T)
             est = wiener(spec, est_mag, self.wiener_iterations)
             if self.plain_stems:
                 keep = self.plain_stems
-                est[keep] = est_mag[keep] * (spec / mag.clamp_min(1e-12))[None]
-        elif model.output_kind == "masks":
-            est = model(model_input[None])[0] * spec[None]  # a mask applies to the complex STFT
+                est[keep] = est_mag[keep] * self._phase(spec, mag)[None]
         else:
-            est_mag = model.stem_magnitudes(model_input[None], mag[None])[0]
-            est = est_mag * (spec / mag.clamp_min(1e-12))[None]
+            est = est_mag * self._phase(spec, mag)[None]                # a mask times |X| times X/|X|
         return self.stft.inverse(est, wav.shape[-1])
 
-    def separate_segment(self, wav: torch.Tensor) -> torch.Tensor:
-        """(C, n) -> (S, C, n), averaged over the configured sub-hop shifts."""
-        wav = wav.to(self.device, torch.float32)
+    @staticmethod
+    def _phase(spec: np.ndarray, mag: np.ndarray) -> np.ndarray:
+        """X / |X| (0 where the mixture is silent), complex64."""
+        return spec / np.maximum(mag, np.float32(1e-12))
+
+    def separate_segment(self, wav: np.ndarray) -> np.ndarray:
+        """(C, n) -> (S, C, n) float32, averaged over the configured sub-hop shifts."""
+        wav = np.asarray(wav, dtype=np.float32)
         shifts = max(1, self.settings.shifts)
         hop = self.config.stft.hop_length
         out = None
         for i in range(shifts):
             offset = i * hop // shifts
-            x = torch.nn.functional.pad(wav, (offset, 0)) if offset else wav
+            x = np.pad(wav, ((0, 0), (offset, 0))) if offset else wav
             y = self._separate_once(x)[..., offset:]
             out = y if out is None else out + y
-        return (out / shifts).cpu()
+        if shifts > 1:
+            out /= np.float32(shifts)
+        return out
 
     # --- streaming -----------------------------------------------------------------------
 
-    def stream(self, blocks: Iterable[torch.Tensor],
-               on_segment: Callable[[int], None] | None = None) -> Iterator[torch.Tensor]:
-        """Yield (S, C, m) output blocks for a stream of (C, n) input blocks, in order.
+    def stream(self, blocks: Iterable[np.ndarray],
+               on_segment: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+        """Yield (S, C, m) float32 output blocks for a stream of (C, n) input blocks, in order.
 
         ``on_segment(samples_done)`` is called after every segment.
         """
         seg, ov = self.segment, self.overlap
         stride = seg - ov
-        pending = torch.zeros(self.channels, 0)
+        pending = np.zeros((self.channels, 0), np.float32)
         tail = None  # weighted output of the previous segment's overlap region (S, C, ov)
         tail_w = None
         first, done = True, 0
-        with torch.inference_mode():
-            source = iter(blocks)
-            exhausted = False
-            while True:
-                # a segment is final only when no sample follows it, so look one sample ahead
-                while not exhausted and pending.shape[-1] <= seg:
-                    try:
-                        pending = torch.cat([pending, next(source).float()], dim=-1)
-                    except StopIteration:
-                        exhausted = True
-                if pending.shape[-1] == 0:
-                    break
-                last = exhausted and pending.shape[-1] <= seg
-                chunk = pending[:, : seg]
-                n = chunk.shape[-1]
-                w = crossfade_window(n, ov if n > ov else n, first, last).float()
-                out = self.separate_segment(chunk) * w
-                if tail is not None:
-                    k = min(ov, n)
-                    out[..., :k] += tail[..., :k]
-                    w[:k] += tail_w[:k]
-                if last:
-                    yield out / w.clamp_min(1e-8)
-                    done += n
-                    if on_segment:
-                        on_segment(done)
-                    break
-                ready = n - ov
-                yield out[..., :ready] / w[:ready].clamp_min(1e-8)
-                tail, tail_w = out[..., ready:], w[ready:]
-                pending = pending[:, stride:]
-                first = False
-                done += stride
+        source = iter(blocks)
+        exhausted = False
+        while True:
+            # a segment is final only when no sample follows it, so look one sample ahead
+            while not exhausted and pending.shape[-1] <= seg:
+                try:
+                    pending = np.concatenate([pending, np.asarray(next(source), dtype=np.float32)], axis=-1)
+                except StopIteration:
+                    exhausted = True
+            if pending.shape[-1] == 0:
+                break
+            last = exhausted and pending.shape[-1] <= seg
+            chunk = pending[:, :seg]
+            n = chunk.shape[-1]
+            w = crossfade_window(n, ov if n > ov else n, first, last).astype(np.float32)
+            out = self.separate_segment(chunk)
+            out *= w
+            if tail is not None:
+                k = min(ov, n)
+                out[..., :k] += tail[..., :k]
+                w[:k] += tail_w[:k]
+            if last:
+                out /= np.maximum(w, np.float32(1e-8))
+                yield out
+                done += n
                 if on_segment:
                     on_segment(done)
+                break
+            ready = n - ov
+            yield out[..., :ready] / np.maximum(w[:ready], np.float32(1e-8))
+            tail, tail_w = out[..., ready:], w[ready:]
+            pending = pending[:, stride:]
+            first = False
+            done += stride
+            if on_segment:
+                on_segment(done)
 
-    def separate_tensor(self, mixture: torch.Tensor,
-                        on_segment: Callable[[int], None] | None = None) -> torch.Tensor:
-        """(channels, time) at the model's rate -> (stems, channels, time)."""
+    def separate(self, mixture: np.ndarray, on_segment: Callable[[int], None] | None = None) -> np.ndarray:
+        """(channels, time) at the model's rate -> (stems, channels, time) float32."""
+        mixture = np.asarray(mixture, dtype=np.float32)
         if mixture.shape[-1] == 0:
-            return torch.zeros(len(self.stems), mixture.shape[0], 0)
-        return torch.cat(list(self.stream([mixture], on_segment)), dim=-1)
+            return np.zeros((len(self.stems), mixture.shape[0], 0), np.float32)
+        return np.concatenate(list(self.stream([mixture], on_segment)), axis=-1)
 
     def num_segments(self, length: int) -> int:
         if length <= self.segment:

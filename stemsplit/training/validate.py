@@ -1,8 +1,8 @@
 """Validation: the training loss on fixed excerpts, and global SDR on whole tracks.
 
-Both run on the valid split. The SDR separates each full track with the real engine
-(``Separator.separate_tensor``), exactly as ``stemsplit separate`` would, so a checkpoint's
-validation score is the score its users get. Under DDP each rank takes every N-th excerpt and
+Both run on the valid split. The SDR separates each full track with the real engine (the
+numpy ``Engine`` around a ``TorchRunner``), exactly as ``stemsplit separate --runtime torch``
+would, so a checkpoint's validation score is the score its users get. Under DDP each rank takes every N-th excerpt and
 track, and the sums are all-reduced, so every rank sees the same result.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ from torch import nn
 from stemsplit.config import Config
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.metrics import global_sdr
-from stemsplit.separation.engine import Separator
+from stemsplit.separation.engine import Engine
+from stemsplit.separation.torch_runner import TorchRunner
 from stemsplit.settings import EngineSettings
 from stemsplit.training.distributed import DistContext, all_reduce_sum
 from stemsplit.training.losses import SeparationLoss, TrainForward
@@ -86,12 +87,12 @@ def validate(model: nn.Module, cfg: Config, loss_fn: SeparationLoss, excerpts,
     model.eval()
     try:
         sums, count = _excerpt_loss(model, loss_fn, excerpts, cfg.train.batch_size, ctx, len(stems))
-        separator = Separator(model, cfg, EngineSettings(device=str(ctx.device)))
+        separator = Engine(TorchRunner(model, cfg, ctx.device), EngineSettings(device=str(ctx.device)))
         names = validation_tracks(dataset, cfg.train.val_tracks)
         sdr_sums = torch.zeros(len(stems), dtype=torch.float64)
         for name in names[ctx.rank::ctx.world_size]:
             track = dataset.load_track(name)
-            estimate = separator.separate_tensor(torch.from_numpy(np.asarray(track["mixture"]))).numpy()
+            estimate = separator.separate(track["mixture"])
             for i, stem in enumerate(stems):
                 sdr_sums[i] += global_sdr(np.asarray(track[stem]), estimate[i])
     finally:
