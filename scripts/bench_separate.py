@@ -39,12 +39,14 @@ def make_song(path: Path, seconds: int) -> Path:
     return path
 
 
-def run_separate(ckpt: Path | str, song: Path, out: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one `stemsplit separate` process."""
-    cmd = [sys.executable, "-m", "stemsplit", "separate", str(song), "--model", str(ckpt),
-           "-o", str(out), "--jobs", "2", "--device", "cpu"]
+def run_separate(ckpt: Path | str, song: Path, out: Path, extra: tuple[str, ...] = (),
+                 python: str = sys.executable, cwd: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one `stemsplit separate` process; ``extra`` flags (e.g.
+    --runtime onnx), another venv's ``python``, and a ``cwd`` outside the repo for that venv."""
+    cmd = [python, "-m", "stemsplit", "separate", str(song), "--model", str(ckpt),
+           "-o", str(out), "--jobs", "2", "--device", "cpu", *extra]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode()

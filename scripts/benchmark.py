@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """stemsplit benchmarks on this machine. Prints each section's table and writes JSON.
 
-usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped,default] [--json PATH]
+usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped,default,runtimes] [--json PATH]
 
 Sections:
   separate  wall time / real-time factor for a 3-minute song and peak RSS for 1- and
@@ -9,6 +9,9 @@ Sections:
   shipped   the same for the models that ship in the package
   default   the same for today's default model beside the previous default (registry.json's
             "previous_default"), in one run: the quality issue's speed and memory bars
+  runtimes  the default model on torch and on ONNX Runtime side by side (and ONNX in a fresh
+            `pip install stemsplit` venv without torch): wall time, x real time, peak RSS, the
+            ONNX stems' SDR against torch's, and the venv sizes of both installs (bench_runtimes.py)
   data      loader throughput (excerpts/s) with 0, 1 and 2 workers
   train     training throughput per architecture
   evaluate  evaluation tracks per minute with 1 and 2 workers
@@ -28,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-SECTIONS = ("separate", "shipped", "default", "data", "train", "evaluate")
+SECTIONS = ("separate", "shipped", "default", "runtimes", "data", "train", "evaluate")
 
 
 def _shipped(report: dict) -> None:
