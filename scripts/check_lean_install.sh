@@ -22,10 +22,13 @@ fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/stemsplit-lean.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 VENV="${KEEP:-$WORK/venv}"
-if [ -n "$KEEP" ]; then rm -rf "$KEEP"; fi
 
 say() { echo "lean-check: $*"; }
 die() { echo "lean-check: FAILED: $*" >&2; exit 1; }
+
+if [ -n "$KEEP" ] && [ -e "$KEEP" ]; then  # replace an old venv, never anything else
+  if [ -f "$KEEP/pyvenv.cfg" ] || [ -z "$(ls -A "$KEEP")" ]; then rm -rf "$KEEP"; else die "--keep $KEEP: exists and is not a venv"; fi
+fi
 
 # Build from a snapshot of the source, so pip's in-tree build leaves no build/ or egg-info in
 # the working tree (and a file someone saves mid-build cannot end up half in the wheel).
