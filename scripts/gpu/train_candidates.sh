@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Train issue 13's candidates side by side on one lent GPU, inside one device call.
+#
+#   run (device tool): bash scripts/gpu/train_candidates.sh     carry: [.gpu]
+#
+# .gpu/ (ignored by git, made here before the call):
+#   src/      stemsplit's code at a fixed commit (git archive, without the shipped weights)
+#   musdb7/   the dataset packed by scripts/gpu/pack_dataset.py
+#   whl/      soundfile, cffi, pycparser wheels (the machine has torch, typer, rich, yaml)
+#
+# Steps: unpack the data; run the fixed-length baselines and a 40-second calibration of the
+# long runs at the same time; size the long runs' schedules (max_steps) from the measured
+# step rate so that their cosine schedules end before BUDGET_S; stop anything left at the
+# deadline (SIGTERM: the trainer saves and exits); copy the best checkpoints (fp16, as the
+# package stores them) and every run's log and metrics to $OUT.
+set -u
+T0=$(date +%s)
+BUDGET_S=${BUDGET_S:-500}          # the whole script, from its start
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+RUNS=/tmp/runs; mkdir -p $RUNS
+PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
+[ -n "${SKIP_WHEELS:-}" ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl || exit 3
+REPO=$PWD
+export PYTHONPATH=/tmp/site:$REPO/.gpu/src PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+elapsed() { echo $(( $(date +%s) - T0 )); }
+COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=3 --set train.warmup_steps=50"
+LSTM="-c $REPO/.gpu/src/configs/lstm.yaml --set data.excerpt_seconds=4.0"
+UNET="-c $REPO/.gpu/src/configs/unet.yaml --set train.loss=mse"
+train() {  # name, then stemsplit train arguments
+  local name=$1; shift
+  # from /tmp: run from the repo root, `-m stemsplit` would import the working tree, not .gpu/src
+  (cd /tmp && exec $PY -m stemsplit train $COMMON -o $RUNS/$name "$@") > $RUNS/$name.log 2>&1 &
+  echo $! > $RUNS/$name.pid
+}
+# baselines: the shipped lstm recipe's 1600 steps, two seeds
+for s in 1 2; do
+  train lstm_base_s$s $LSTM --set train.seed=$s --set train.max_steps=1600 \
+    --set train.val_every_steps=400 --set train.checkpoint_every_steps=400
+done
+# calibration: the long runs' recipes, uncapped, for 40 seconds
+train cal_lstm $LSTM --set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000
+train cal_unet $UNET --set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000
+sleep 45
+rate() { grep -o '[0-9.]* it/s' $RUNS/$1.log | tail -1 | cut -d' ' -f1; }
+R_LSTM=$(rate cal_lstm); R_UNET=$(rate cal_unet)
+kill $(cat $RUNS/cal_lstm.pid $RUNS/cal_unet.pid) 2>/dev/null; sleep 3
+LEFT=$(( BUDGET_S - $(elapsed) - 75 ))   # 75 s: start-up, validations' share, copying
+steps() { $PY -c "r=float('${1:-1}' or 1); print(max(400, int(r * $LEFT * 0.75 / 100) * 100))"; }  # the calibration ran four runs at once too
+N_LSTM=$(steps $R_LSTM); N_UNET=$(steps $R_UNET)
+echo "calibration at $(elapsed)s: lstm $R_LSTM it/s -> $N_LSTM steps; unet $R_UNET it/s -> $N_UNET steps; $LEFT s left"
+for s in 1 2; do
+  train lstm_long_s$s $LSTM --set train.seed=$s --set train.max_steps=$N_LSTM \
+    --set train.val_every_steps=$(( N_LSTM / 6 )) --set train.checkpoint_every_steps=$(( N_LSTM / 6 ))
+  train unet_mse_s$s $UNET --set train.seed=$s --set train.max_steps=$N_UNET \
+    --set train.val_every_steps=$(( N_UNET / 6 )) --set train.checkpoint_every_steps=$(( N_UNET / 6 ))
+done
+while [ $(elapsed) -lt $(( BUDGET_S - 40 )) ]; do
+  alive=0; for p in $RUNS/*_s?.pid; do kill -0 $(cat $p) 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && break; sleep 5
+done
+for p in $RUNS/*_s?.pid; do kill -TERM $(cat $p) 2>/dev/null; done; sleep 8
+echo "training stopped at $(elapsed)s"
+for r in lstm_long_s1 lstm_long_s2 unet_mse_s1 unet_mse_s2; do
+  [ -f $RUNS/$r/best.ckpt ] && $PY - "$RUNS/$r/best.ckpt" "$OUT/$r.ckpt" <<'PY'
+import sys, torch
+c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+c["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in c["state_dict"].items()}
+torch.save(c, sys.argv[2])
+PY
+done
+tar -czf $OUT/logs.tar.gz -C $RUNS $(cd $RUNS && ls *.log */metrics.csv */run.json */config.yaml 2>/dev/null)
+grep -h "validation at\|done:\|stopped" $RUNS/*.log | tail -40
+ls -la $OUT; echo "finished at $(elapsed)s"
