@@ -38,6 +38,12 @@ How separation turns output into stems
     ``stem_magnitudes`` (spectral models) gives (B, S, C, F, T) magnitude estimates, which the
     engine combines with the mixture phase or the Wiener filter; ``stem_waveforms`` (waveform
     models) gives (B, S, C, L) directly.
+``export_module()`` and ``exported_output_kind``
+    What ``stemsplit export`` writes as an ONNX graph: a module of tensor ops (no data-dependent
+    Python control flow, no numpy) mapping the model input to ``exported_output_kind``
+    (``masks``, ``spectrograms`` or ``waveforms``) as separation uses them. The default is the
+    model itself and its ``output_kind``; a family whose ``forward`` is not what separation uses
+    (embeddings clustered afterwards, a numpy backend) overrides both.
 ``set_input_stats(mean, std)``
     Training initialises input normalisation from the dataset's per-bin statistics of
     log1p(|STFT|); models without it ignore the call.
@@ -113,6 +119,17 @@ class SeparationModel(nn.Module):
         """Waveform models: (B, C, L) mixture -> (B, S, C, L) stems."""
         return self(wav)
 
+    # --- export (ONNX) -------------------------------------------------------------------
+
+    @property
+    def exported_output_kind(self) -> str:
+        """What ``export_module()`` returns: masks, spectrograms or waveforms."""
+        return self.output_kind
+
+    def export_module(self) -> nn.Module:
+        """The network as separation uses it, traceable for ONNX: input -> ``exported_output_kind``."""
+        return self
+
     # --- models trained without gradients (trained_by == "fit") ----------------------------
 
     def fit_step(self, mix_mag: torch.Tensor, src_mag: torch.Tensor) -> float:
@@ -128,3 +145,15 @@ class SeparationModel(nn.Module):
     def spectral(self) -> bool:
         """True when separation goes through the STFT (every input kind but waveform)."""
         return self.input_kind != "waveform"
+
+
+class MethodModule(nn.Module):
+    """``model.<method>`` as a module's ``forward``: how a family exports a separation step
+    that is not its ``forward`` (the model's weights come along as a submodule)."""
+
+    def __init__(self, model: nn.Module, method: str):
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(x)

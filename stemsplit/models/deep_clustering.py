@@ -36,7 +36,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from stemsplit.config import ConfigError
-from stemsplit.models.base import SeparationModel
+from stemsplit.models.base import MethodModule, SeparationModel
 from stemsplit.models.common import BinNorm
 from stemsplit.models.registry import register
 
@@ -57,18 +57,72 @@ class DeepClusteringParams:
     separation: str = "kmeans"  # kmeans: binary masks from clustering; mask_head: the soft masks
 
 
+def _exporting() -> bool:
+    """True while torch traces the model for ONNX export (no data-dependent shortcuts then)."""
+    compiler = getattr(torch, "compiler", None)
+    return torch.jit.is_tracing() or bool(compiler is not None and compiler.is_exporting())
+
+
 def _reseed(x: torch.Tensor, w: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
-    """Unit centroids from (S, D) weighted sums; a cluster with nothing in it (a stem the mask
-    head calls silent, or one that lost every bin) restarts at the loudest bin that is least
-    like the other centroids, so that all S clusters stay in use. Deterministic."""
-    empty = sums.norm(dim=1) < 1e-12
-    centroids = F.normalize(sums, dim=1)
-    for k in torch.nonzero(empty).flatten().tolist():
-        others = centroids[~empty] if (~empty).any() else centroids[:0]
-        nearest = (x @ others.T).amax(dim=1) if others.shape[0] else torch.zeros_like(w)
-        centroids[k] = x[torch.argmax(w * (1 - nearest))]
-        empty[k] = False
-    return centroids
+    """Unit centroids (B, K, D) from (B, K, D) weighted sums of x (B, N, D) with weights w (B, N).
+
+    A cluster with nothing in it (a stem the mask head calls silent, or one that lost every bin)
+    restarts at the loudest bin that is least like the other centroids, so that all K clusters
+    stay in use. Deterministic. Written without data-dependent Python control flow (a fixed
+    loop over the K clusters, ``where`` for the choice) so that the ONNX export can trace it;
+    eager runs skip the loop when no cluster is empty, as they nearly always are.
+    """
+    empty = sums.norm(dim=-1) < 1e-12                                   # (B, K)
+    centroids = F.normalize(sums, dim=-1)
+    if not _exporting() and not bool(empty.any()):
+        return centroids
+    cols = list(centroids.unbind(1))                                    # K of (B, D)
+    sims = list((x @ centroids.transpose(1, 2)).unbind(2))              # K of (B, N)
+    flags = list(empty.unbind(1))                                       # K of (B,)
+    for k in range(len(cols)):
+        # the nearest other centroid of every bin, among those in use (0 when there is none)
+        in_use = torch.stack([~f for f in flags], dim=1)[:, None, :]    # (B, 1, K)
+        sim = torch.stack(sims, dim=2).masked_fill(~in_use, float("-inf"))
+        nearest = sim.amax(dim=2)
+        nearest = torch.where(torch.isinf(nearest), torch.zeros_like(nearest), nearest)   # (B, N)
+        pick = torch.argmax(w * (1 - nearest), dim=1)                   # (B,)
+        candidate = x.gather(1, pick[:, None, None].expand(-1, 1, x.shape[2]))[:, 0]   # (B, D)
+        restart = flags[k][:, None]
+        cols[k] = torch.where(restart, candidate, cols[k])
+        sims[k] = torch.where(restart, (x @ candidate[:, :, None])[..., 0], sims[k])
+        flags[k] = torch.zeros_like(flags[k])
+    return torch.stack(cols, dim=1)
+
+
+def _one_hot(index: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, N) cluster indices -> (B, N, K) one-hot rows (a comparison, which ONNX exports)."""
+    return (index[..., None] == torch.arange(k, device=index.device)).to(dtype)
+
+
+def kmeans_masks_batch(emb: torch.Tensor, masks: torch.Tensor, mag: torch.Tensor,
+                       iterations: int, clusters: int = 0) -> torch.Tensor:
+    """Binary masks (B, S, C, F, T) from embeddings (B, C, F, T, D), mask-head masks
+    (B, S, C, F, T) and magnitudes (B, C, F, T): ``kmeans_binary_masks`` for a batch, in tensor
+    ops only (sums over clusters are one-hot products), so that it exports to ONNX."""
+    b, s = masks.shape[:2]
+    x = emb.reshape(b, -1, emb.shape[-1])                               # (B, N, D)
+    w = mag.reshape(b, -1)                                              # (B, N)
+    soft = masks.reshape(b, s, -1) * w[:, None]                         # (B, S, N): magnitude per stem
+    k = max(clusters, s)
+    sums = soft @ x                                                     # (B, S, D)
+    if k > s:  # extra clusters: seeded by _reseed
+        sums = torch.cat([sums, sums.new_zeros(b, k - s, x.shape[2])], dim=1)
+    centroids = _reseed(x, w, sums)                                     # (B, K, D)
+    for _ in range(iterations):
+        assign = (x @ centroids.transpose(1, 2)).argmax(dim=2)          # (B, N)
+        sums = _one_hot(assign, k, x.dtype).transpose(1, 2) @ (x * w[..., None])
+        centroids = _reseed(x, w, sums)
+    assign = (x @ centroids.transpose(1, 2)).argmax(dim=2)
+    # name each cluster by the stem whose mask holds the most of its magnitude
+    votes = _one_hot(assign, k, soft.dtype).transpose(1, 2) @ soft.transpose(1, 2)   # (B, cluster, stem)
+    stem_of_bin = votes.argmax(dim=2).gather(1, assign)                 # (B, N)
+    binary = stem_of_bin[:, None, :] == torch.arange(s, device=emb.device)[None, :, None]
+    return binary.to(masks.dtype).reshape(masks.shape)
 
 
 def kmeans_binary_masks(emb: torch.Tensor, masks: torch.Tensor, mag: torch.Tensor,
@@ -79,23 +133,7 @@ def kmeans_binary_masks(emb: torch.Tensor, masks: torch.Tensor, mag: torch.Tenso
     ``mag`` (C, F, T) weighs every bin. ``clusters`` (0: one per stem) may exceed the stems:
     the extra centroids start at loud bins unlike the others, and every cluster is named.
     """
-    s = masks.shape[0]
-    x = emb.reshape(-1, emb.shape[-1])                                  # (N, D)
-    w = mag.reshape(-1)                                                 # (N,)
-    soft = masks.reshape(s, -1) * w                                     # (S, N): magnitude per stem
-    k = max(clusters, s)
-    sums = torch.cat([soft @ x, x.new_zeros(k - s, x.shape[1])])        # extra clusters: seeded below
-    centroids = _reseed(x, w, sums)                                     # (K, D)
-    for _ in range(iterations):
-        assign = (x @ centroids.T).argmax(dim=1)                        # (N,)
-        centroids = _reseed(x, w, torch.zeros_like(centroids).index_add_(0, assign, x * w[:, None]))
-    assign = (x @ centroids.T).argmax(dim=1)
-    # name each cluster by the stem whose mask holds the most of its magnitude
-    votes = torch.zeros(k, s, dtype=soft.dtype, device=soft.device).index_add_(0, assign, soft.T)  # (cluster, stem)
-    stem_of_cluster = votes.argmax(dim=1)                               # (S,)
-    stem_of_bin = stem_of_cluster[assign]                               # (N,)
-    binary = stem_of_bin[None] == torch.arange(s, device=emb.device)[:, None]
-    return binary.to(masks.dtype).reshape(masks.shape)
+    return kmeans_masks_batch(emb[None], masks[None], mag[None], iterations, clusters)[0]
 
 
 @register("deep_clustering")
@@ -146,11 +184,21 @@ class DeepClustering(SeparationModel):
         masks = torch.sigmoid(self.mask(y)).reshape(b, t, self.n_stems, c, f).permute(0, 2, 3, 4, 1)
         return F.normalize(emb, dim=-1), masks
 
-    def stem_magnitudes(self, model_input: torch.Tensor, mix_mag: torch.Tensor) -> torch.Tensor:
-        """(B, C, F, T) -> (B, S, C, F, T): binary k-means masks (or the mask head's) times the mixture."""
-        emb, masks = self(model_input)
+    @property
+    def exported_output_kind(self) -> str:
+        return "masks"
+
+    def separation_masks(self, mag: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) magnitude -> (B, S, C, F, T) masks: binary k-means masks, or the mask head's."""
+        emb, masks = self(mag)
         if self.params.separation == "kmeans":
             p = self.params
-            masks = torch.stack([kmeans_binary_masks(emb[i], masks[i], mix_mag[i], p.kmeans_iterations, p.clusters)
-                                 for i in range(emb.shape[0])])
-        return masks * mix_mag.unsqueeze(1)
+            masks = kmeans_masks_batch(emb, masks, mag, p.kmeans_iterations, p.clusters)
+        return masks
+
+    def export_module(self) -> nn.Module:
+        return MethodModule(self, "separation_masks")
+
+    def stem_magnitudes(self, model_input: torch.Tensor, mix_mag: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) -> (B, S, C, F, T): binary k-means masks (or the mask head's) times the mixture."""
+        return self.separation_masks(model_input) * mix_mag.unsqueeze(1)

@@ -19,6 +19,7 @@ chooses which one the model uses.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,15 @@ class SupervisedNMF(SeparationModel):
 
     def context_frames(self) -> int:
         return 0  # every frame is fitted on its own
+
+    def export_module(self) -> nn.Module:
+        """The torch-backend twin (same dictionaries): the numpy backend cannot be traced."""
+        if self.params.backend == "torch":
+            return self
+        twin = SupervisedNMF(dataclasses.replace(self.params, backend="torch"), n_bins=self.n_bins,
+                             n_channels=self.n_channels, n_stems=self.n_stems)
+        twin.load_state_dict(self.state_dict())
+        return twin.eval()
 
     # --- fitting --------------------------------------------------------------------------
 

@@ -36,12 +36,18 @@ class WaveformFNNParams:
 
 
 def frame(wav: torch.Tensor, window: int) -> tuple[torch.Tensor, int]:
-    """(B, C, L) -> windows (B, C, N, W) every W/2 samples over the padded signal, and L."""
+    """(B, C, L) -> windows (B, C, N, W) every W/2 samples over the padded signal, and L.
+
+    Written with reshape and concatenation rather than ``unfold`` (and ``overlap_add`` rather
+    than ``F.fold``) so that the ONNX export (opset 17, dynamic length) can trace it: the padded
+    signal is N + 1 blocks of W/2 samples, and window n is blocks n and n + 1.
+    """
     hop = window // 2
     length = wav.shape[-1]
     n = -(-length // hop) + 1  # windows that cover [0, L) twice, with half a window of padding
     padded = F.pad(wav, (hop, (n + 1) * hop - length - hop))
-    return padded.unfold(-1, window, hop), length
+    blocks = padded.reshape(*padded.shape[:-1], -1, hop)               # (B, C, N + 1, W/2)
+    return torch.cat([blocks[..., :-1, :], blocks[..., 1:, :]], dim=-1), length
 
 
 def overlap_add(frames: torch.Tensor, length: int) -> torch.Tensor:
@@ -50,12 +56,11 @@ def overlap_add(frames: torch.Tensor, length: int) -> torch.Tensor:
     With the periodic Hann window, a sequence of windows of one signal adds back to that
     signal exactly: ``overlap_add(frame(x) * hann, L) == x``.
     """
-    *lead, n, window = frames.shape
-    hop = window // 2
-    flat = frames.reshape(-1, n, window).transpose(1, 2)               # (X, W, N)
-    total = (n + 1) * hop
-    out = F.fold(flat, output_size=(1, total), kernel_size=(1, window), stride=(1, hop))
-    return out.reshape(*lead, total)[..., hop: hop + length]
+    hop = frames.shape[-1] // 2
+    # output block j (W/2 samples) = first half of window j + second half of window j - 1
+    head = F.pad(frames[..., :hop], (0, 0, 0, 1))                     # (..., N + 1, W/2)
+    tail = F.pad(frames[..., hop:], (0, 0, 1, 0))
+    return (head + tail).flatten(-2)[..., hop: hop + length]
 
 
 @register("waveform_fnn")

@@ -77,6 +77,15 @@ class WeightedBag(SeparationModel):
         contexts = [m.context_frames() for m in self.members]
         return None if any(c is None for c in contexts) else max(contexts)
 
+    def export_module(self) -> nn.Module:
+        """Itself, with each member replaced by its own export form where that differs."""
+        exported = [m.export_module() for m in self.members]
+        if all(e is m for e, m in zip(exported, self.members)):
+            return self
+        bag = type(self)(self.params, n_bins=self.n_bins, n_channels=self.n_channels, n_stems=self.n_stems)
+        bag.members = nn.ModuleList(exported)
+        return bag.eval()
+
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) magnitude -> (B, S, C, F, T) masks in [0, 1]."""
         out = None
