@@ -18,14 +18,10 @@ from torch import nn
 
 from stemsplit.atomic import atomic_open
 from stemsplit.config import Config, ConfigError, config_from_dict, config_to_dict
-from stemsplit.errors import StemsplitError
+from stemsplit.errors import CheckpointError  # re-exported: it lives in errors.py so torch-free code can raise it
 from stemsplit.models import build_model, model_args
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(StemsplitError, RuntimeError):
-    """A file that is not a usable stemsplit checkpoint; the message is meant for people."""
 
 
 @dataclasses.dataclass

@@ -199,7 +199,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raise ConfigError(
             f"{where}: unknown key {unknown[0]!r}; valid keys are: {', '.join(names)}"
         )
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
+    kwargs = {k: v if isinstance(v, ModelConfig) else _coerce(v, hints[k], f"{where}.{k}" if where else k)
+              for k, v in raw.items()}  # a ModelConfig already built: config_from_dict(model_params=False)
     return cls(**kwargs)
 
 
@@ -212,7 +213,8 @@ def model_config_from_dict(raw: dict, where: str = "model") -> ModelConfig:
 
 
 def model_config_to_dict(model: ModelConfig) -> dict:
-    return {"name": model.name, **dataclasses.asdict(model.params)}
+    params = model.params if isinstance(model.params, dict) else dataclasses.asdict(model.params)
+    return {"name": model.name, **params}
 
 
 def _build_model(raw: dict, where: str) -> ModelConfig:
@@ -254,14 +256,26 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"train.{key}: {value!r} is not one of: {', '.join(choices)}")
     if cfg.stft.window != "hann":
         raise ConfigError(f"stft.window: only 'hann' is supported, got {cfg.stft.window!r}")
+    if isinstance(cfg.model.params, dict):  # config_from_dict(model_params=False): checked when it was built
+        return
     from stemsplit.models import model_class
 
     model_class(cfg.model.name).check_params(cfg.model.params, n_bins=cfg.n_bins, n_channels=cfg.audio.channels,
                                              n_stems=len(cfg.stems))
 
 
-def config_from_dict(raw: dict, where: str = "") -> Config:
-    cfg = _build(Config, raw, where)
+def config_from_dict(raw: dict, where: str = "", model_params: bool = True) -> Config:
+    """``model_params=False`` keeps the model section's parameters as the plain dict it holds,
+    without looking up the architecture (whose module imports torch): for the ONNX runtime,
+    which runs an exported graph and never builds the model."""
+    if model_params or not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        cfg = _build(Config, raw, where)
+    else:
+        section = dict(raw["model"])
+        name = section.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where + '.' if where else ''}model.name: expected a model name, got {name!r}")
+        cfg = _build(Config, {**raw, "model": ModelConfig(name=name, params=section)}, where)
     _check(cfg)
     return cfg
 

@@ -34,3 +34,7 @@ class MissingExtraError(StemsplitError):
         self.command, self.missing, self.extra = command, missing, extra
         super().__init__(f"stemsplit {command} needs {missing}, which is not installed: "
                          f'pip install "stemsplit[{extra}]"')
+
+
+class CheckpointError(StemsplitError, RuntimeError):
+    """A model file (a checkpoint or an exported .onnx) that is not usable; the message is meant for people."""
