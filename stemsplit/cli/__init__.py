@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from stemsplit.cli.allocator import tune_allocator
 from stemsplit.cli.common import app
-from stemsplit.cli import evaluate, prepare, separate, train  # noqa: F401  (register commands)
+from stemsplit.cli import evaluate, export, prepare, separate, train  # noqa: F401  (register commands)
 
 
 def main() -> None:

@@ -1,0 +1,31 @@
+"""`stemsplit export`: flags -> pipelines.export; prints what was written and the parity check."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from stemsplit.cli.common import TRAIN_MODULES, app, console, require_extra, user_errors
+
+
+@app.command()
+def export(
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Shipped model name or a .ckpt path (default: the default model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write (replaced atomically)."),
+    fp16_weights: bool = typer.Option(False, "--fp16-weights",
+                                      help="Store the weights as float16 (half the file; computes in float32)."),
+    check: bool = typer.Option(True, "--check/--no-check",
+                               help="Compare ONNX Runtime with torch on a generated input after writing."),
+) -> None:
+    """Write a model's network and metadata as one ONNX file, for `separate --runtime onnx`."""
+    require_extra("export", *TRAIN_MODULES, "onnx")
+    with user_errors():
+        from stemsplit.pipelines.export import export_model  # torch: after the extra check
+
+        report = export_model(model, out, fp16_weights=fp16_weights, check=check)
+    e = report.exported
+    checked = f", ONNX Runtime vs torch max |diff| {report.max_difference:.1e}" if check else ""
+    console.print(f"wrote {e.path} ({e.size_bytes / 1e6:.1f} MB, {e.input_kind} -> {e.output_kind}, "
+                  f"{e.weights_dtype} weights{checked})", markup=False)

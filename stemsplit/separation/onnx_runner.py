@@ -1,0 +1,125 @@
+"""Run an exported model (``stemsplit export``, or a shipped ``.onnx``) on ONNX Runtime.
+
+``OnnxRunner`` is the ``NetworkRunner`` (``runner.py``) of the torch-free install: the file's
+metadata gives back the model's config (STFT, stems, rate, separation defaults), and the
+session maps numpy arrays to numpy arrays. Imports numpy and onnxruntime, never torch.
+Shape letters: B batch, C channels, F frequency bins, T frames, S stems, L samples.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stemsplit.config import Config, ConfigError, config_from_dict
+from stemsplit.errors import CheckpointError, ModelError
+from stemsplit.onnx_format import FORMAT_VERSION, INPUT_NAMES, META_KEY, OUTPUT_KINDS, stale_entries
+
+
+class OnnxRunner:
+    """The network of one exported model on an ONNX Runtime CPU session.
+
+    One session serves every call; ONNX Runtime's ``run`` may be called from several threads at once.
+    """
+
+    def __init__(self, session, config: Config, info: dict, path: Path):
+        self.session, self.config, self.info, self.path = session, config, info, path
+        self.input_kind: str = info["input_kind"]
+        self.output_kind: str = info["output_kind"]
+        self.spectral = self.input_kind != "waveform"
+        self._input = session.get_inputs()[0].name
+        self._output = session.get_outputs()[0].name
+
+    @property
+    def meta(self) -> dict:
+        """The checkpoint's metadata at export time (recipe, training data, licence, scores)."""
+        return self.info.get("meta", {})
+
+    def context_frames(self) -> int | None:
+        return self.info.get("context_frames")
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self._output], {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def stem_magnitudes(self, mag: np.ndarray) -> np.ndarray:
+        """(B, C, F, T) float32 |STFT| -> (B, S, C, F, T) float32 stem magnitudes."""
+        if not self.spectral:
+            raise ModelError(f"{self.path.name}: a waveform model has no stem magnitudes; call stem_waveforms")
+        out = self._run(mag)
+        if self.output_kind == "masks":
+            out *= np.asarray(mag, dtype=np.float32)[:, None]  # a mask scales the mixture's magnitude
+        return out
+
+    def stem_waveforms(self, wav: np.ndarray) -> np.ndarray:
+        """(B, C, L) float32 -> (B, S, C, L) float32."""
+        if self.spectral:
+            raise ModelError(f"{self.path.name}: a spectral model maps magnitudes; call stem_magnitudes")
+        return self._run(wav)
+
+
+def _metadata(session, path: Path) -> dict:
+    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if raw is None:
+        raise CheckpointError(f"{path} is an ONNX model but not a stemsplit export (no {META_KEY!r} metadata); "
+                              "write one with `stemsplit export --model NAME -o FILE.onnx`")
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        raise CheckpointError(f"{path}: its {META_KEY!r} metadata is not JSON; re-export the model") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has stemsplit ONNX format {info.get('format') if isinstance(info, dict) else '?'}"
+                              f", this stemsplit reads format {FORMAT_VERSION}; re-export the model")
+    if info.get("input_kind") not in INPUT_NAMES or info.get("output_kind") not in OUTPUT_KINDS:
+        raise CheckpointError(f"{path}: unknown input/output kind {info.get('input_kind')!r} -> "
+                              f"{info.get('output_kind')!r}; re-export it with this stemsplit")
+    return info
+
+
+def _check_shared_weights(info: dict, path: Path) -> None:
+    """A file whose weights live in a checkpoint beside it: that checkpoint must be the one exported."""
+    shared = info.get("shared_weights")
+    if not shared:
+        return
+    weights = path.parent / shared["file"]
+    if stale_entries(weights, shared.get("entries", {})):
+        raise CheckpointError(f"{path}: its weights file {weights.name} is missing or changed since the export; "
+                              "re-export it (scripts/package_models.py onnx for the shipped models)")
+
+
+def load_onnx_runner(path: str | Path, threads: int | None = None) -> OnnxRunner:
+    """An ``OnnxRunner`` for ``path``, on ``threads`` CPU threads (default: every core)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("the ONNX runtime needs onnxruntime: pip install onnxruntime "
+                         '(or run on torch: --runtime torch, with pip install "stemsplit[train]")') from None
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"ONNX model not found: {path}" if not path.exists() else
+                              f"{path} is a folder, not an ONNX model file")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads: must be >= 1, got {threads}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: a user sees ours, not the runtime's warnings
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own classes for a bad protobuf, graph or data file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path} is not a readable ONNX model (truncated, corrupt, or its weights file is "
+                              f"missing: {reason[:160]}); re-export or re-install it") from None
+    info = _metadata(session, path)
+    _check_shared_weights(info, path)
+    try:
+        # the model section stays a plain dict: building its params would import the model files (torch)
+        config = config_from_dict(info["config"], model_params=False)
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its config is not valid for this stemsplit ({exc}); re-export it") from None
+    if session.get_inputs()[0].name != INPUT_NAMES[info["input_kind"]]:
+        raise CheckpointError(f"{path}: its graph input is {session.get_inputs()[0].name!r}, not "
+                              f"{INPUT_NAMES[info['input_kind']]!r}; re-export it with stemsplit export")
+    return OnnxRunner(session, config, info, path)
