@@ -9,12 +9,18 @@ usage:
   scripts/package_models.py recipes                      "name config --set k=v ..." per shipped model
   scripts/package_models.py ensemble NAME --members A B --data DIR [--split valid] [--step 0.05]
                                                          fit per-stem weights, ship the ensemble as NAME
+  scripts/package_models.py onnx [NAME ...]              (re)write the shipped models' ONNX files
 
 `add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
 and the exact `stemsplit train` command), the training data and its licence, and the
 training-time validation (with a binary-mask model's mask accuracy) into the checkpoint's metadata and
 the registry. `--set` may change only inference defaults (the `separate` section, e.g.
 separate.wiener_iterations=1), and is recorded in the metadata too.
+
+Every command that writes a checkpoint (`add`, `ensemble`, `score`) then writes the model's
+ONNX file beside it (stemsplit/pretrained/NAME.onnx, named in the registry as "onnx"): the graph
+only, its fp16 weights read from the checkpoint's own bytes (ONNX external data), so the package
+carries each weight once; the file is checked against torch before the registry names it.
 
 `score` reads `stemsplit evaluate`'s summary.csv (which must hold the shipped models by name
 and the `--oracle` rows), then for each shipped model records the median museval SDR and gSDR
@@ -102,6 +108,32 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
     reg.setdefault("models", {})[name] = entry
     _save_registry(reg)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {meta['weights_dtype']}) and its registry entry")
+    write_onnx([name])
+
+
+def write_onnx(names: list[str] | None = None) -> None:
+    """NAME.onnx beside each shipped checkpoint (all by default): weights shared with an fp16
+    checkpoint, inline float32 otherwise; checked against torch, then named in the registry."""
+    from stemsplit.checkpoint import load_checkpoint
+    from stemsplit.onnx_export import export_onnx
+    from stemsplit.pipelines.export import TOLERANCE, check_against_torch
+
+    reg = _load_registry()
+    for name in names or list(reg["models"]):
+        entry = reg["models"][name]
+        ckpt_path = PRETRAINED / entry["file"]
+        loaded = load_checkpoint(ckpt_path)
+        shared = ckpt_path if entry.get("weights_dtype") == "float16" else None
+        out = PRETRAINED / f"{name}.onnx"
+        exported = export_onnx(loaded, out, share_weights_with=shared)
+        worst = check_against_torch(loaded, out)
+        if worst > TOLERANCE:
+            out.unlink()
+            raise SystemExit(f"{name}: ONNX Runtime and torch differ by {worst:.2g}; no ONNX file written")
+        entry["onnx"] = out.name
+        print(f"wrote {out} ({exported.size_bytes / 1e6:.2f} MB, weights {'in ' + shared.name if shared else 'inline'}"
+              f", max |ONNX - torch| {worst:.1e})")
+    _save_registry(reg)
 
 
 def _summary(eval_dir: Path) -> dict:
@@ -152,6 +184,7 @@ def score(eval_dir: Path, data: Path | None = None) -> None:
         reg["default"] = best
     _save_registry(reg)
     print(f"default model: {reg['default']}")
+    write_onnx()  # the checkpoints were rewritten (their validation meta): their ONNX files follow
 
 
 ORACLE_ROWS = ("oracle-ibm", "oracle-irm-mag", "oracle-irm-power", "mixture")
@@ -247,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("eval_dir", type=Path)
     p_recipes = sub.add_parser("recipes")
     p_recipes.add_argument("--ensembles", action="store_true", help="the ensemble recipes instead")
+    p_onnx = sub.add_parser("onnx")
+    p_onnx.add_argument("names", nargs="*", help="shipped models (default: all)")
     p_bag = sub.add_parser("ensemble")
     p_bag.add_argument("name")
     p_bag.add_argument("--members", nargs="+", required=True, help="shipped names or checkpoint paths")
@@ -262,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         score(args.eval_dir, args.data)
     elif args.cmd == "recipes":
         recipes(args.ensembles)
+    elif args.cmd == "onnx":
+        write_onnx(args.names or None)
     elif args.cmd == "ensemble":
         ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations, args.overrides)
     else:

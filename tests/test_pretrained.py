@@ -69,10 +69,26 @@ SR = 44100
 def test_a_default_model_ships():
     reg = pretrained.registry()
     assert reg["default"] in reg["models"], "registry.json names no shipped default model"
-    total = sum(Path(m["path"]).stat().st_size for m in SHIPPED)
-    assert total <= 60e6
+    folder = Path(pretrained.__file__).parent  # everything that ships: checkpoints, ONNX files, registry
+    total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.suffix != ".py")
+    assert total < 60e6, f"stemsplit/pretrained holds {total / 1e6:.1f} MB"
     for m in SHIPPED:
         assert {"architecture", "stems", "valid_sdr", "speed_x_realtime", "training_data", "licence"} <= set(m)
+
+
+@pytest.mark.parametrize("name", [m["name"] for m in SHIPPED])
+def test_every_shipped_model_has_its_onnx_file_sharing_the_checkpoint_weights(name):
+    from stemsplit.separation.onnx_runner import load_onnx_runner
+
+    entry = pretrained.registry()["models"][name]
+    path = pretrained.resolve_onnx(name)
+    assert path.name == entry["onnx"] == f"{name}.onnx" and path.parent == Path(pretrained.__file__).parent
+    runner = load_onnx_runner(path, threads=1)
+    shared = runner.info["shared_weights"]
+    assert shared["file"] == entry["file"] and shared["entries"]
+    # the graph alone: its weights are the checkpoint's fp16 tensors, read in place
+    assert path.stat().st_size < 0.05 * (path.parent / entry["file"]).stat().st_size
+    assert runner.info["weights_dtype"] == entry["weights_dtype"] == "float16"
 
 
 @pytest.mark.parametrize("name", [m["name"] for m in SHIPPED])
@@ -142,6 +158,8 @@ def test_installed_wheel_carries_the_models(tmp_path):
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     probe = ("import stemsplit.pretrained as p; m = p.resolve_model(None); "
+             "from stemsplit.separation.onnx_runner import load_onnx_runner as o; "
+             "assert all(o(p.resolve_onnx(n['name'])).config.stems == m.stems for n in p.list_models()); "
              "print(p.__file__); print(p.default_model_name(), m.stems, len(p.list_models()))")
     proc = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(site)},
                           cwd=tmp_path, capture_output=True, text=True)

@@ -1,0 +1,143 @@
+"""The ONNX runner: shipped models give torch's outputs, it never imports torch, and a bad
+file is one clear line."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import stemsplit.pretrained as pretrained
+from stemsplit.checkpoint import read_checkpoint, atomic_torch_save
+from stemsplit.config import config_to_dict
+from stemsplit.errors import CheckpointError, StemsplitError
+from stemsplit.onnx_export import example_input
+from stemsplit.pipelines.export import torch_output
+from stemsplit.separation.onnx_runner import load_onnx_runner
+from stemsplit.separation.runner import NetworkRunner
+
+SHIPPED = [m["name"] for m in pretrained.list_models()]
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_on_onnx_runtime_matches_torch(name):
+    runner = load_onnx_runner(pretrained.resolve_onnx(name), threads=1)
+    loaded = pretrained.resolve_model(name)
+    assert isinstance(runner, NetworkRunner)
+    assert config_to_dict(runner.config) == config_to_dict(loaded.config) and runner.meta["licence"] == loaded.meta["licence"]
+    for i, frames in enumerate((9, 20)):  # two lengths, batch 2, a short input
+        x = example_input(loaded, frames=frames, batch=2, seed=i)
+        want = torch_output(loaded.model, x)
+        got = runner._run(x.numpy())
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_a_separation_with_the_onnx_runner_imports_no_torch():
+    """In a fresh interpreter: load the default model's ONNX file and run it; torch stays out."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from stemsplit.pretrained import resolve_onnx
+        from stemsplit.separation.onnx_runner import load_onnx_runner
+        runner = load_onnx_runner(resolve_onnx(None), threads=1)
+        c, f = runner.config.audio.channels, runner.config.n_bins
+        if runner.spectral:
+            out = runner.stem_magnitudes(np.ones((1, c, f, 8), np.float32))
+        else:
+            out = runner.stem_waveforms(np.zeros((1, c, 4096), np.float32))
+        assert out.shape[1] == len(runner.config.stems) and np.isfinite(out).all()
+        heavy = sorted(m for m in ("torch", "torchaudio", "onnx") if m in sys.modules)
+        print("imported:", heavy)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert proc.stdout.strip() == "imported: []"
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert isinstance(exc.value, StemsplitError) and "\n" not in text
+    return text
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError) as exc:
+        load_onnx_runner(tmp_path / "missing.onnx")
+    assert "not found" in _one_line(exc)
+    with pytest.raises(CheckpointError) as exc:
+        load_onnx_runner(tmp_path)
+    assert "folder" in _one_line(exc)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not an onnx file" * 10)
+    with pytest.raises(CheckpointError) as exc:
+        load_onnx_runner(junk)
+    assert "not a readable ONNX model" in _one_line(exc)
+    foreign = tmp_path / "foreign.onnx"  # a valid ONNX model that stemsplit did not write
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(foreign))
+    with pytest.raises(CheckpointError) as exc:
+        load_onnx_runner(foreign)
+    assert "not a stemsplit export" in _one_line(exc) and "stemsplit export" in str(exc.value)
+    with pytest.raises(StemsplitError):
+        load_onnx_runner(pretrained.resolve_onnx(None), threads=0)
+
+
+def test_a_shipped_file_refuses_a_checkpoint_rewritten_after_its_export(tmp_path):
+    """The shipped .onnx reads its weights from the .ckpt beside it; a rewritten checkpoint (its
+    tensors moved inside the file) is refused, not read at the old offsets."""
+    name = pretrained.default_model_name()
+    entry = pretrained.registry()["models"][name]
+    for key in ("file", "onnx"):
+        shutil.copy(Path(pretrained.__file__).parent / entry[key], tmp_path / entry[key])
+    load_onnx_runner(tmp_path / entry["onnx"], threads=1)  # the copies work together
+    ckpt = read_checkpoint(tmp_path / entry["file"])
+    ckpt["meta"]["note"] = "x" * 1000  # a longer header: every tensor's offset moves
+    atomic_torch_save(ckpt, tmp_path / entry["file"])
+    with pytest.raises(CheckpointError) as exc:
+        load_onnx_runner(tmp_path / entry["onnx"], threads=1)
+    assert "changed since the export" in _one_line(exc)
+    (tmp_path / entry["file"]).unlink()
+    with pytest.raises(CheckpointError) as exc:
+        load_onnx_runner(tmp_path / entry["onnx"], threads=1)
+    _one_line(exc)
+
+
+def test_resolve_onnx_names_paths_and_errors(tmp_path):
+    default = pretrained.resolve_onnx(None)
+    assert default.suffix == ".onnx" and default == pretrained.resolve_onnx(pretrained.default_model_name())
+    path = tmp_path / "mine.onnx"
+    path.write_bytes(b"x")
+    assert pretrained.resolve_onnx(str(path)) == path and pretrained.onnx_path(str(path)) == path
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(b"x")
+    assert pretrained.onnx_path(str(ckpt)) is None
+    with pytest.raises(CheckpointError, match="torch checkpoint, not an ONNX model.*stemsplit export"):
+        pretrained.resolve_onnx(str(ckpt))
+    with pytest.raises(CheckpointError, match="not found"):
+        pretrained.resolve_onnx(str(tmp_path / "gone.onnx"))
+    with pytest.raises(CheckpointError, match="not a shipped model"):
+        pretrained.resolve_onnx("nope")
+
+
+def test_the_waveform_contract_is_kept_apart():
+    """A spectral runner refuses waveforms and a waveform runner magnitudes (one line each)."""
+    runners = [load_onnx_runner(pretrained.resolve_onnx(n), threads=1) for n in SHIPPED]
+    spectral = next(r for r in runners if r.spectral)
+    with pytest.raises(StemsplitError, match="stem_magnitudes"):
+        spectral.stem_waveforms(np.zeros((1, 2, 100), np.float32))
+    waveform = [r for r in runners if not r.spectral]
+    for r in waveform:
+        with pytest.raises(StemsplitError, match="stem_waveforms"):
+            r.stem_magnitudes(np.zeros((1, 2, 5, 5), np.float32))
+    assert torch.get_num_threads() >= 1  # torch untouched by the runners
