@@ -7,9 +7,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from stemsplit.cli.common import (DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app, console,
-                                  engine_settings, fail, is_tty, user_errors)
+from stemsplit.cli.common import (PANEL, DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app,
+                                  console, engine_settings, fail, is_tty, user_errors)
 from stemsplit.cli.flags import check_choice, check_number
+from stemsplit.separation.runtimes import check_runtime
 
 
 class RichUI(ProgressUI):
@@ -105,7 +106,10 @@ def separate(
     shifts: ShiftsOpt = 0,
     wiener_iterations: WienerOpt = None,
     device: DeviceOpt = "auto",
-    jobs: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    runtime: str = typer.Option("auto", "--runtime", help="What runs the network: onnx (ONNX Runtime, no torch "
+                                "needed), torch, or auto (onnx when the model has an ONNX form and no GPU is "
+                                "asked for, else torch).", rich_help_panel=PANEL),
+    jobs: Optional[int] = typer.Option(None, help="CPU threads for the network (torch or ONNX Runtime)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose outputs all exist."),
     shard: Optional[str] = typer.Option(None, help="i/N: process only the i-th of N interleaved shares."),
     list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
@@ -120,6 +124,7 @@ def separate(
     with user_errors():
         check_number("--jobs", jobs, 1, 1024)
         check_choice("--bits", str(bits), ("16", "24", "32"))
+        check_runtime(runtime, device)
     from stemsplit.cli.terminate import exit_on_sigterm
     from stemsplit.pipelines.separate import SeparateRequest, parse_shard, run_separate
 
@@ -127,7 +132,7 @@ def separate(
         req = SeparateRequest(
             inputs=list(inputs), out_dir=out, filename=filename, model=model,
             stems=[s.strip() for s in stems.split(",") if s.strip()] if stems else None,
-            residual=residual, fmt=fmt.lower(), bits=bits, clip=clip, engine=engine,
+            residual=residual, fmt=fmt.lower(), bits=bits, clip=clip, engine=engine, runtime=runtime,
             jobs=jobs, skip_existing=skip_existing, shard=parse_shard(shard) if shard else None)
         with RichUI(is_tty()) as ui:
             summary = run_separate(req, ui)

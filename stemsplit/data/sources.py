@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from stemsplit.audio.convert import resample
 from stemsplit.data.cache import DataError
@@ -61,7 +60,7 @@ def conform(track: LoadedTrack, sample_rate: int, channels: int, where: str) -> 
 
     Resampling is ``stemsplit.audio.convert.resample``, the filter ``separate`` streams through,
     so a file prepared for training and the same file fed to ``separate`` reach the model with
-    the same samples (within 1e-6: ``separate`` runs that filter block by block).
+    the same samples (``separate`` runs that filter block by block).
     """
     parts = dict(track.stems)
     if track.mixture is not None:
@@ -69,7 +68,7 @@ def conform(track: LoadedTrack, sample_rate: int, channels: int, where: str) -> 
     names = list(parts)
     audio = np.stack([_channels(parts[n], channels, where) for n in names])
     if track.sample_rate != sample_rate:
-        audio = resample(torch.from_numpy(np.ascontiguousarray(audio)), track.sample_rate, sample_rate).numpy()
+        audio = resample(audio, track.sample_rate, sample_rate)
     out = dict(zip(names, audio.astype(np.float32, copy=False)))
     mixture = out.pop("\0mixture", None)
     return LoadedTrack(out, mixture, sample_rate)

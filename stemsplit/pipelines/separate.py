@@ -1,36 +1,27 @@
 """`stemsplit separate`: files and folders in, stem files out.
 
 One bad file never stops the batch: it is reported, the rest are separated, and the
-summary lists every failure so the CLI can exit non-zero.
+summary lists every failure so the CLI can exit non-zero. Each file goes through the same
+``Separator`` (pipelines/separator.py) that the Python API gives people.
 """
 from __future__ import annotations
 
 import itertools
-import os
-import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import torch
-
-from stemsplit.audio.convert import CLIP_MODES
-from stemsplit.atomic import mkstemp_beside
-from stemsplit.audio.io import AudioError, DiskFullError, audio_info, is_audio_path, subtype_for
-from stemsplit.checkpoint import CheckpointError
-from stemsplit.errors import StemsplitError
-from stemsplit.pipelines.separate_file import output_names, separate_file
-from stemsplit.pretrained import model_display_name, resolve_model
-from stemsplit.separation.engine import Separator
+from stemsplit.audio.io import AudioError, DiskFullError, is_audio_path
+from stemsplit.errors import CheckpointError
+from stemsplit.pipelines.separate_file import output_names
+from stemsplit.pipelines.separator import (MAX_JOBS, TEMPLATE_KEYS, SeparateError, Separator, check_output_options,
+                                           check_template, check_threads, check_writable, plan_outputs, track_name)
+from stemsplit.separation.runtimes import check_runtime
 from stemsplit.settings import EngineSettings
 
-TEMPLATE_KEYS = ("model", "track", "stem", "ext")
-MAX_JOBS = 1024  # also checked by the CLI (stemsplit.cli.separate) before torch loads
-
-
-class SeparateError(StemsplitError, ValueError):
-    """A request that cannot run at all (bad options, unusable output folder)."""
+__all__ = ["MAX_JOBS", "TEMPLATE_KEYS", "SeparateError", "SeparateRequest", "BatchSummary", "SeparateUI",
+           "check_template", "track_name", "discover", "parse_shard", "run_separate"]
 
 
 @dataclass
@@ -45,6 +36,7 @@ class SeparateRequest:
     bits: int = 16
     clip: str = "rescale"
     engine: EngineSettings = field(default_factory=EngineSettings)
+    runtime: str = "auto"  # auto | torch | onnx (stemsplit.separation.runtimes)
     jobs: int | None = None
     skip_existing: bool = False
     shard: tuple[int, int] | None = None  # (index, count), index from 1
@@ -81,21 +73,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def check_template(template: str) -> None:
-    keys = {k for _, k, _, _ in string.Formatter().parse(template) if k is not None}
-    unknown = keys - set(TEMPLATE_KEYS)
-    if unknown:
-        raise SeparateError(f"--filename: unknown field {{{sorted(unknown)[0]}}}; "
-                            f"valid fields: {', '.join('{' + k + '}' for k in TEMPLATE_KEYS)}")
-    if "stem" not in keys:
-        raise SeparateError("--filename must contain {stem}, or every stem would overwrite the last")
-
-
-def track_name(path: Path) -> str:
-    name = path.stem
-    return name[: -len(".stem")] if name.endswith(".stem") else name
-
-
 def discover(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Audio files from files and folders (walked recursively), plus inputs that don't exist."""
     files, missing = [], []
@@ -119,45 +96,24 @@ def discover(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     return unique, missing
 
 
-def plan_outputs(req: SeparateRequest, path: Path, model_name: str, names: list[str]) -> dict[str, Path]:
-    fields = {"model": model_name, "track": track_name(path), "ext": req.fmt}
-    return {n: req.out_dir / req.filename.format(stem=n, **fields) for n in names}
-
-
-def _validate(req: SeparateRequest) -> None:
-    if req.clip not in CLIP_MODES:
-        raise SeparateError(f"--clip {req.clip!r}: choose one of {', '.join(CLIP_MODES)}")
-    subtype_for(req.fmt, req.bits)
-    check_template(req.filename)
+def _validate(req: SeparateRequest) -> str:
+    """Every option checked before anything loads; returns the output subtype."""
+    subtype = check_output_options(req.fmt, req.bits, req.clip, req.filename)
     req.engine.checked()
-    if req.jobs is not None and not 1 <= req.jobs <= MAX_JOBS:
-        raise SeparateError(f"--jobs {req.jobs}: must be between 1 and {MAX_JOBS} CPU threads")
-    try:
-        req.out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = mkstemp_beside(req.out_dir / "write-test")  # unique: runs may share a folder
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise SeparateError(f"output folder {req.out_dir} is not writable ({exc.strerror}); "
-                            "choose another with -o") from None
+    check_runtime(req.runtime, req.engine.device)
+    check_threads(req.jobs)
+    check_writable(req.out_dir)
+    return subtype
 
 
 def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     """Separate every input file; raises SeparateError/CheckpointError only before any work, and
     DiskFullError when the output device is full (the files finished before it are kept)."""
-    _validate(req)
-    if req.jobs is not None:
-        torch.set_num_threads(req.jobs)
-    loaded = resolve_model(req.model)
-    stems = req.stems or loaded.stems
-    unknown = [s for s in stems if s not in loaded.stems]
-    if unknown:
-        raise SeparateError(f"--stems: {unknown[0]!r} is not a stem of this model; "
-                            f"it has: {', '.join(loaded.stems)}")
-    separator = Separator.from_loaded(loaded, req.engine)
-    model_name = model_display_name(req.model)
-    names = output_names(loaded.stems, stems, req.residual)
-    subtype = subtype_for(req.fmt, req.bits)
+    subtype = _validate(req)
+    separator = Separator.from_settings(req.model, req.engine, req.runtime, req.jobs)
+    stems = separator.check_stems(req.stems)
+    model_name = separator.model_name
+    names = output_names(separator.stems, stems, req.residual)
 
     files, missing = discover(req.inputs)
     if req.shard:
@@ -170,7 +126,7 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     ui.batch_started(len(files))
     start = time.perf_counter()
     for path in files:
-        targets = plan_outputs(req, path, model_name, names)
+        targets = plan_outputs(req.out_dir, req.filename, path, model_name, req.fmt, names)
         clash = next((claimed[t] for t in targets.values() if t in claimed), None)
         if clash is not None:
             msg = (f"{path}: its outputs would overwrite those of {clash}; "
@@ -184,12 +140,10 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
             ui.file_finished(path, True, "skipped (outputs exist)")
             continue
         try:
-            info = audio_info(path)
-            ui.file_started(path, separator.num_segments(
-                int(info.frames * separator.sample_rate / max(info.sample_rate, 1))))
+            ui.file_started(path, separator.num_segments(path))
             segments = itertools.count(1)
-            result = separate_file(path, separator, stems, req.residual, targets, subtype, req.clip,
-                                   on_segment=lambda _samples, p=path: ui.segment_done(p, next(segments)))
+            result = separator.write_stems(path, targets, stems, req.residual, subtype, req.clip,
+                                           on_segment=lambda _samples, p=path: ui.segment_done(p, next(segments)))
         except DiskFullError:
             raise  # every later file would fail the same way: stop with one line
         except (AudioError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
@@ -208,6 +162,6 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
 
 def _one_line(path: Path, exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, named without importing torch
         return f"{path}: out of GPU memory; retry with a smaller --segment or --device cpu"
     return text if str(path) in text else f"{path}: {text}"

@@ -8,23 +8,23 @@ Scratch and partial files carry stemsplit's temporary names (``stemsplit.atomic`
 removed on every exit path: success, a bad file, a full disk, SIGTERM (which the CLI turns into
 an exception so that these ``finally`` blocks run).
 
-Only a few segments of audio are in memory at any time, whatever the file's length.
+Only a few segments of audio are in memory at any time, whatever the file's length. All numpy: the
+network runs behind the engine's ``NetworkRunner`` (torch or ONNX Runtime).
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import torch
 
 from stemsplit.atomic import remove_own_temps
 from stemsplit.audio.convert import (StreamingResampler, clip_gain, protect, to_model_channels,
                                      to_output_channels)
 from stemsplit.audio.io import AudioError, AudioInfo, AudioWriter, audio_info, iter_blocks, rewrite_audio
-from stemsplit.separation.engine import Separator
+from stemsplit.separation.engine import Engine
 
 BLOCK_SECONDS = 1.0
 
@@ -49,12 +49,12 @@ class _InputFifo:
     """Input samples (output channel layout) waiting for their separated counterparts."""
 
     def __init__(self) -> None:
-        self._blocks: deque[torch.Tensor] = deque()
+        self._blocks: deque[np.ndarray] = deque()
 
-    def push(self, block: torch.Tensor) -> None:
+    def push(self, block: np.ndarray) -> None:
         self._blocks.append(block)
 
-    def pop(self, n: int) -> torch.Tensor:
+    def pop(self, n: int) -> np.ndarray:
         parts, need = [], n
         while need > 0 and self._blocks:
             head = self._blocks[0]
@@ -65,10 +65,62 @@ class _InputFifo:
                 self._blocks.popleft()
             else:
                 self._blocks[0] = head[:, take.shape[-1]:]
-        return torch.cat(parts, dim=-1)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
-def separate_file(path: Path, separator: Separator, chosen: list[str], residual: bool,
+def stem_blocks(blocks: Iterable[np.ndarray], sample_rate: int, in_channels: int, engine: Engine,
+                on_segment: Callable[[int], None] | None = None,
+                on_end: Callable[[int], None] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The separation stream at the input's rate and layout, for files and arrays alike.
+
+    blocks: (in_channels, n) float32 at ``sample_rate``. Yields aligned pairs (mix (C, m),
+    stems (S, C, m)), C = 1 for a mono input and 2 otherwise (the first two channels), until
+    every input sample has its stems: resampling's rounding is trimmed or padded with silence.
+    ``on_end(samples_read)`` runs once the input is exhausted, before its tail is separated.
+    """
+    out_channels = min(in_channels, 2)
+    up = StreamingResampler(sample_rate, engine.sample_rate)
+    down = StreamingResampler(engine.sample_rate, sample_rate)
+    fifo = _InputFifo()
+    counts = {"read": 0, "written": 0, "exhausted": False}
+
+    def model_blocks() -> Iterator[np.ndarray]:
+        for block in blocks:
+            x = block[:out_channels]
+            counts["read"] += x.shape[-1]
+            fifo.push(x)
+            y = up.process(to_model_channels(x, engine.channels))
+            if y.shape[-1]:
+                yield y
+        counts["exhausted"] = True
+        if on_end:
+            on_end(counts["read"])
+        tail = up.flush()
+        if tail.shape[-1]:
+            yield tail
+
+    def aligned(stems_block: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """stems_block: (S, C_model, m) at the input rate."""
+        m = stems_block.shape[-1]
+        if counts["exhausted"]:  # resampling may round up: never go past the input's length
+            m = min(m, counts["read"] - counts["written"])
+        if m > 0:
+            counts["written"] += m
+            yield fifo.pop(m), to_output_channels(stems_block[..., :m], out_channels)
+
+    s, c = len(engine.stems), engine.channels
+    for out in engine.stream(model_blocks(), on_segment):
+        y = down.process(out.reshape(s * c, -1))
+        if y.shape[-1]:
+            yield from aligned(y.reshape(s, c, -1))
+    y = down.flush()
+    if y.size:
+        yield from aligned(y.reshape(s, c, -1))
+    if counts["written"] < counts["read"]:  # rounding left us short: pad with silence
+        yield from aligned(np.zeros((s, c, counts["read"] - counts["written"]), np.float32))
+
+
+def separate_file(path: Path, engine: Engine, chosen: list[str], residual: bool,
                   targets: dict[str, Path], subtype: str, clip: str,
                   on_segment: Callable[[int], None] | None = None) -> FileResult:
     """Write ``targets`` (output name -> final path) for one input file; raises AudioError."""
@@ -83,29 +135,17 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
     if info.channels > 2:
         result.messages.append(f"{path.name}: {info.channels} channels; separating the first two")
     out_channels = min(info.channels, 2)
-    model_sr, model_ch = separator.sample_rate, separator.channels
-    stem_index = [separator.stems.index(s) for s in chosen]
-    up = StreamingResampler(info.sample_rate, model_sr)
-    down = StreamingResampler(model_sr, info.sample_rate)
-    fifo = _InputFifo()
-    counts = {"read": 0, "written": 0, "exhausted": False}
+    stem_index = [engine.stems.index(s) for s in chosen]
+    frames = {"read": 0}
 
-    def model_blocks() -> Iterator[torch.Tensor]:
-        block_frames = max(1024, int(info.sample_rate * BLOCK_SECONDS))
-        for block in iter_blocks(path, block_frames, info=info):
-            x = torch.from_numpy(block[:out_channels])
-            counts["read"] += x.shape[-1]
-            fifo.push(x)
-            y = up.process(to_model_channels(x, model_ch))
-            if y.shape[-1]:
-                yield y
-        counts["exhausted"] = True
-        if counts["read"] == 0:
+    def ended(read: int) -> None:
+        if read == 0:
             raise AudioError(f"{path}: has no audio samples (zero length)")
-        tail = up.flush()
-        if tail.shape[-1]:
-            yield tail
+        frames["read"] = read
 
+    block_frames = max(1024, int(info.sample_rate * BLOCK_SECONDS))
+    pairs = stem_blocks(iter_blocks(path, block_frames, info=info), info.sample_rate, info.channels, engine,
+                        on_segment, ended)
     # float32 scratch files beside each output, under unique temporary names (stemsplit.atomic):
     # two runs writing the same folder never share one, and a dead run's are swept by the next
     writers: dict[str, AudioWriter] = {}
@@ -113,36 +153,14 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
     try:
         for name, final in targets.items():
             writers[name] = AudioWriter(final, info.sample_rate, out_channels, "FLOAT", fmt="WAV", scratch=True)
-
-        def emit(stems_block: torch.Tensor) -> None:
-            """stems_block: (S, C_model, m) at the input rate."""
-            m = stems_block.shape[-1]
-            if counts["exhausted"]:  # resampling rounds up: never write past the input's length
-                m = min(m, counts["read"] - counts["written"])
-            if m <= 0:
-                return
-            block = to_output_channels(stems_block[..., :m], info.channels if info.channels == 1 else 2)
-            mix = fifo.pop(m)
+        for mix, block in pairs:
             selected = block[stem_index]
             outs = dict(zip(chosen, selected))
             if residual:
-                outs[list(targets)[-1]] = mix - selected.sum(dim=0)
-            for name, data in outs.items():
-                arr = data.numpy()
+                outs[list(targets)[-1]] = mix - selected.sum(axis=0)
+            for name, arr in outs.items():
                 peaks[name] = max(peaks[name], float(np.abs(arr).max(initial=0.0)))
                 writers[name].write(arr)
-            counts["written"] += m
-
-        s, c = len(separator.stems), model_ch
-        for out in separator.stream(model_blocks(), on_segment):
-            y = down.process(out.reshape(s * c, -1))
-            if y.shape[-1]:
-                emit(y.reshape(s, c, -1))
-        y = down.flush()
-        if y.numel():
-            emit(y.reshape(s, c, -1))
-        if counts["written"] < counts["read"]:  # rounding left us short: pad with silence
-            emit(torch.zeros(s, c, counts["read"] - counts["written"]))
         stage = {name: w.commit() for name, w in writers.items()}
         for name, final in targets.items():
             gain = clip_gain(peaks[name], clip)
@@ -151,10 +169,11 @@ def separate_file(path: Path, separator: Separator, chosen: list[str], residual:
                                        f"rescaled by {gain:.3f} to avoid clipping")
             elif clip == "clamp" and peaks[name] > 1.0:
                 result.messages.append(f"{path.name}: {name} peaked at {peaks[name]:.2f}; clamped to [-1, 1]")
-            staged = AudioInfo(stage[name], info.sample_rate, out_channels, counts["read"], "soundfile")
+            staged = AudioInfo(stage[name], info.sample_rate, out_channels, frames["read"], "soundfile")
             rewrite_audio(stage[name], final, subtype, lambda b, g=gain: protect(b, clip, g), info=staged)
             result.outputs[name] = final
     finally:
+        pairs.close()  # the input file's reader, whatever happened
         for w in writers.values():  # the scratch files, whatever happened (an exception, SIGTERM)
             w.abort()
         for final in targets.values():  # and one an interrupt left between its creation and its writer
