@@ -233,3 +233,30 @@ def test_other_subcommands_exist():
     res = runner.invoke(app, ["--help"])
     for name in ("prepare", "train", "separate", "evaluate"):
         assert name in res.output
+
+
+def test_runtime_flag(tmp_path, ckpt, song):
+    """--runtime torch|onnx|auto: an exported model gives the checkpoint's stems on ONNX Runtime;
+    impossible combinations are one line and exit 2 before any work."""
+    from stemsplit.pipelines.export import export_model
+
+    onnx = tmp_path / "tiny.onnx"
+    export_model(str(ckpt), onnx)
+
+    def stems(name, model, *flags):
+        res = run(song, "--model", model, "-o", tmp_path / name, "--bits", "32", "--jobs", "1", *flags)
+        assert res.exit_code == 0, res.output
+        return {s: sf.read(tmp_path / name / "tiny" / "song" / f"{s}.wav", dtype="float32")[0]
+                for s in ("vocals", "drums", "bass", "other")}
+
+    on_torch = stems("torch", ckpt, "--runtime", "torch")
+    for name, flags in (("onnx", ["--runtime", "onnx"]), ("auto", [])):
+        on_onnx = stems(name, onnx, *flags)
+        for s in on_torch:
+            np.testing.assert_allclose(on_onnx[s], on_torch[s], rtol=0, atol=1e-4, err_msg=s)
+    for flags, message in ((["--model", ckpt, "--runtime", "onnx"], "is a torch checkpoint, not an ONNX model"),
+                           (["--model", onnx, "--runtime", "torch"], "is an ONNX model, which the torch runtime"),
+                           (["--runtime", "onnx", "--device", "cuda"], "--runtime onnx runs on the CPU"),
+                           (["--runtime", "jax"], "--runtime 'jax': choose one of auto, torch, onnx")):
+        res = run(song, "-o", tmp_path / "bad", *flags)
+        assert res.exit_code == 2 and message in res.output and res.output.strip().count("\n") == 0, res.output
