@@ -34,6 +34,15 @@ train() {  # name, then stemsplit train arguments
   (cd /tmp && exec $PY -m stemsplit train $COMMON -o $RUNS/$name "$@") > $RUNS/$name.log 2>&1 &
   echo $! > $RUNS/$name.pid
 }
+if [ "${MODE:-schedule}" = levers ]; then
+  # second call: loss levers on the long lstm recipe (5400 steps, the first call's length), two seeds
+  N=5400; V="--set train.max_steps=$N --set train.val_every_steps=900 --set train.checkpoint_every_steps=900"
+  for s in 1 2; do
+    train lstm_combo_s$s $LSTM $V --set train.seed=$s --set train.combination_loss=true
+    train lstm_wsdr_s$s $LSTM $V --set train.seed=$s --set train.wsdr_weight=0.5
+  done
+  KEEP="lstm_combo_s1 lstm_combo_s2 lstm_wsdr_s1 lstm_wsdr_s2"
+else
 # baselines: the shipped lstm recipe's 1600 steps, two seeds
 for s in 1 2; do
   train lstm_base_s$s $LSTM --set train.seed=$s --set train.max_steps=1600 \
@@ -56,13 +65,15 @@ for s in 1 2; do
   train unet_mse_s$s $UNET --set train.seed=$s --set train.max_steps=$N_UNET \
     --set train.val_every_steps=$(( N_UNET / 6 )) --set train.checkpoint_every_steps=$(( N_UNET / 6 ))
 done
+  KEEP="lstm_long_s1 lstm_long_s2 unet_mse_s1 unet_mse_s2"
+fi
 while [ $(elapsed) -lt $(( BUDGET_S - 40 )) ]; do
   alive=0; for p in $RUNS/*_s?.pid; do kill -0 $(cat $p) 2>/dev/null && alive=1; done
   [ $alive = 0 ] && break; sleep 5
 done
 for p in $RUNS/*_s?.pid; do kill -TERM $(cat $p) 2>/dev/null; done; sleep 8
 echo "training stopped at $(elapsed)s"
-for r in lstm_long_s1 lstm_long_s2 unet_mse_s1 unet_mse_s2; do
+for r in $KEEP; do
   [ -f $RUNS/$r/best.ckpt ] && $PY - "$RUNS/$r/best.ckpt" "$OUT/$r.ckpt" <<'PY'
 import sys, torch
 c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
