@@ -99,15 +99,20 @@ class Engine:
             est = wiener(spec, est_mag, self.wiener_iterations)
             if self.plain_stems:
                 keep = self.plain_stems
-                est[keep] = est_mag[keep] * self._phase(spec, mag)[None]
+                est[keep] = self._with_phase(est_mag[keep], spec, mag)
         else:
-            est = est_mag * self._phase(spec, mag)[None]                # a mask times |X| times X/|X|
+            est = self._with_phase(est_mag, spec, mag)                  # a mask times |X| times X/|X|
         return self.stft.inverse(est, wav.shape[-1])
 
     @staticmethod
-    def _phase(spec: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        """X / |X| (0 where the mixture is silent), complex64."""
-        return spec / np.maximum(mag, np.float32(1e-12))
+    def _with_phase(est_mag: np.ndarray, spec: np.ndarray, mag: np.ndarray) -> np.ndarray:
+        """(S, C, F, T) magnitudes with the mixture's phase X/|X| (0 where it is silent): (S, C, F, T)
+        complex64, laid out frame-major in memory so that the inverse FFT reads it contiguously."""
+        phase = spec * (1.0 / np.maximum(mag, np.float32(1e-12)))      # a real reciprocal: no complex division
+        s, c, f, t = est_mag.shape
+        out = np.empty((s, c, t, f), np.complex64)
+        np.multiply(est_mag.swapaxes(-1, -2), phase.swapaxes(-1, -2)[None], out=out)
+        return out.swapaxes(-1, -2)
 
     def separate_segment(self, wav: np.ndarray) -> np.ndarray:
         """(C, n) -> (S, C, n) float32, averaged over the configured sub-hop shifts."""
