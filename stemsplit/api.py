@@ -1,7 +1,7 @@
 """The public Python API of stemsplit.
 
     import stemsplit
-    sep = stemsplit.Separator()                     # the default model; or Separator("unet"), Separator("x.ckpt")
+    sep = stemsplit.Separator()                     # the default model; or Separator("NAME"), Separator("x.ckpt")
     stems = sep.separate(audio, sample_rate)        # {stem: (channels, samples) float32}
     sep.separate_file("song.mp3", "stems/")         # the files `stemsplit separate` writes
 
