@@ -91,27 +91,32 @@ class Engine:
         runner = self.runner
         if not runner.spectral:
             return np.asarray(runner.stem_waveforms(wav[None])[0], dtype=np.float32)
+        n = wav.shape[-1]
         spec = self.stft(wav)                                           # (C, F, T) complex64
         mag = np.abs(spec)                                              # (C, F, T) float32
         extra = {"spec": spec[None]} if self._wants_spec else {}
         est_mag = np.asarray(runner.stem_magnitudes(mag[None], **extra)[0], dtype=np.float32)  # (S, C, F, T)
-        if self.wiener_iterations > 0:
-            est = wiener(spec, est_mag, self.wiener_iterations)
-            if self.plain_stems:
-                keep = self.plain_stems
-                est[keep] = self._with_phase(est_mag[keep], spec, mag)
-        else:
-            est = self._with_phase(est_mag, spec, mag)                  # a mask times |X| times X/|X|
-        return self.stft.inverse(est, wav.shape[-1])
+        out = np.empty((est_mag.shape[0], *wav.shape), np.float32)
+        est = wiener(spec, est_mag, self.wiener_iterations) if self.wiener_iterations > 0 else None
+        phase = None
+        # one stem at a time through the iSTFT: its frames are the largest temporaries, so the
+        # working memory stays that of one stem instead of all of them
+        for s in range(est_mag.shape[0]):
+            if est is not None and s not in self.plain_stems:
+                out[s] = self.stft.inverse(est[s], n)
+                continue
+            if phase is None:
+                phase = spec * (1.0 / np.maximum(mag, np.float32(1e-12)))  # X/|X| (0 where silent), no complex division
+            out[s] = self.stft.inverse(self._with_phase(est_mag[s], phase), n)  # a mask times |X| times X/|X|
+        return out
 
     @staticmethod
-    def _with_phase(est_mag: np.ndarray, spec: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        """(S, C, F, T) magnitudes with the mixture's phase X/|X| (0 where it is silent): (S, C, F, T)
-        complex64, laid out frame-major in memory so that the inverse FFT reads it contiguously."""
-        phase = spec * (1.0 / np.maximum(mag, np.float32(1e-12)))      # a real reciprocal: no complex division
-        s, c, f, t = est_mag.shape
-        out = np.empty((s, c, t, f), np.complex64)
-        np.multiply(est_mag.swapaxes(-1, -2), phase.swapaxes(-1, -2)[None], out=out)
+    def _with_phase(mag: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        """(C, F, T) magnitudes times the (C, F, T) phase: complex64, laid out frame-major in memory so
+        that the inverse FFT reads it contiguously."""
+        c, f, t = mag.shape
+        out = np.empty((c, t, f), np.complex64)
+        np.multiply(mag.swapaxes(-1, -2), phase.swapaxes(-1, -2), out=out)
         return out.swapaxes(-1, -2)
 
     def separate_segment(self, wav: np.ndarray) -> np.ndarray:
