@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the models that ship in stemsplit/pretrained/, start to finish, on a CPU.
+# Reproduce the models that ship in stemsplit/pretrained/, start to finish (on a GPU where
+# there is one: DEVICE=cuda|cpu|auto, default auto).
 #
 #   scripts/train_default_models.sh [MUSDB_ROOT]      (default ../shared/data/musdb18-7)
 #
@@ -7,7 +8,8 @@
 # trained with (steps, excerpt length), listed in stemsplit/pretrained/recipes.yaml. For better
 # models, train the same configs on the full MUSDB18/MUSDB18-HQ on a GPU with a larger
 # train.max_steps (or none), and through torchrun for several GPUs (see the README).
-# The three runs are independent; the shipped ones ran two at a time, one thread each.
+# The runs are independent. The first two recipes ran on one H100, four runs at a time
+# (scripts/gpu/train_candidates.sh), on an Opus copy of the data; the others on this CPU.
 set -euo pipefail
 MUSDB_ROOT=${1:-../shared/data/musdb18-7}
 DATA=${DATA:-data/musdb18-7}
@@ -22,7 +24,7 @@ RECIPES=$(python scripts/package_models.py recipes)
 NAMES=()
 while read -r name config sets; do
   # shellcheck disable=SC2086  # the --set flags split on spaces on purpose
-  stemsplit train -c "$config" -d "$DATA" -o "$RUNS/$name" --device cpu $sets
+  stemsplit train -c "$config" -d "$DATA" -o "$RUNS/$name" --device "${DEVICE:-auto}" $sets
   python scripts/package_models.py add "$name" "$RUNS/$name"
   NAMES+=("$name")
 done <<< "$RECIPES"

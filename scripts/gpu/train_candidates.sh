@@ -2,6 +2,8 @@
 # Train issue 13's candidates side by side on one lent GPU, inside one device call.
 #
 #   run (device tool): bash scripts/gpu/train_candidates.sh     carry: [.gpu]
+#   (MODE=levers for the second call: loss levers on recipe A's long schedule)
+# The two recipes, A and B, are in configs/gpu_candidates.env.
 #
 # .gpu/ (ignored by git, made here before the call):
 #   src/      stemsplit's code at a fixed commit (git archive, without the shipped weights)
@@ -26,8 +28,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 $PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
 elapsed() { echo $(( $(date +%s) - T0 )); }
 COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=3 --set train.warmup_steps=50"
-LSTM="-c $REPO/.gpu/src/configs/lstm.yaml --set data.excerpt_seconds=4.0"
-UNET="-c $REPO/.gpu/src/configs/unet.yaml --set train.loss=mse"
+. "$REPO/configs/gpu_candidates.env"   # A_CONFIG, A_SETS, B_CONFIG, B_SETS: the two recipes
+A="-c $REPO/.gpu/src/$A_CONFIG $A_SETS"
+B="-c $REPO/.gpu/src/$B_CONFIG $B_SETS"
 train() {  # name, then stemsplit train arguments
   local name=$1; shift
   # from /tmp: run from the repo root, `-m stemsplit` would import the working tree, not .gpu/src
@@ -35,37 +38,37 @@ train() {  # name, then stemsplit train arguments
   echo $! > $RUNS/$name.pid
 }
 if [ "${MODE:-schedule}" = levers ]; then
-  # second call: loss levers on the long lstm recipe (5400 steps, the first call's length), two seeds
+  # second call: loss levers on recipe A's long schedule (5400 steps, the first call's length), two seeds
   N=5400; V="--set train.max_steps=$N --set train.val_every_steps=900 --set train.checkpoint_every_steps=900"
   for s in 1 2; do
-    train lstm_combo_s$s $LSTM $V --set train.seed=$s --set train.combination_loss=true
-    train lstm_wsdr_s$s $LSTM $V --set train.seed=$s --set train.wsdr_weight=0.5
+    train a_combo_s$s $A $V --set train.seed=$s --set train.combination_loss=true
+    train a_wsdr_s$s $A $V --set train.seed=$s --set train.wsdr_weight=0.5
   done
-  KEEP="lstm_combo_s1 lstm_combo_s2 lstm_wsdr_s1 lstm_wsdr_s2"
+  KEEP="a_combo_s1 a_combo_s2 a_wsdr_s1 a_wsdr_s2"
 else
-# baselines: the shipped lstm recipe's 1600 steps, two seeds
+# baselines: recipe A at the previous default's 1600 steps, two seeds
 for s in 1 2; do
-  train lstm_base_s$s $LSTM --set train.seed=$s --set train.max_steps=1600 \
+  train a_base_s$s $A --set train.seed=$s --set train.max_steps=1600 \
     --set train.val_every_steps=400 --set train.checkpoint_every_steps=400
 done
 # calibration: the long runs' recipes, uncapped, for 40 seconds
-train cal_lstm $LSTM --set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000
-train cal_unet $UNET --set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000
+train cal_a $A --set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000
+train cal_b $B --set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000
 sleep 45
 rate() { grep -o '[0-9.]* it/s' $RUNS/$1.log | tail -1 | cut -d' ' -f1; }
-R_LSTM=$(rate cal_lstm); R_UNET=$(rate cal_unet)
-kill $(cat $RUNS/cal_lstm.pid $RUNS/cal_unet.pid) 2>/dev/null; sleep 3
+R_A=$(rate cal_a); R_B=$(rate cal_b)
+kill $(cat $RUNS/cal_a.pid $RUNS/cal_b.pid) 2>/dev/null; sleep 3
 LEFT=$(( BUDGET_S - $(elapsed) - 75 ))   # 75 s: start-up, validations' share, copying
 steps() { $PY -c "r=float('${1:-1}' or 1); print(max(400, int(r * $LEFT * 0.75 / 100) * 100))"; }  # the calibration ran four runs at once too
-N_LSTM=$(steps $R_LSTM); N_UNET=$(steps $R_UNET)
-echo "calibration at $(elapsed)s: lstm $R_LSTM it/s -> $N_LSTM steps; unet $R_UNET it/s -> $N_UNET steps; $LEFT s left"
+N_A=$(steps $R_A); N_B=$(steps $R_B)
+echo "calibration at $(elapsed)s: A $R_A it/s -> $N_A steps; B $R_B it/s -> $N_B steps; $LEFT s left"
 for s in 1 2; do
-  train lstm_long_s$s $LSTM --set train.seed=$s --set train.max_steps=$N_LSTM \
-    --set train.val_every_steps=$(( N_LSTM / 6 )) --set train.checkpoint_every_steps=$(( N_LSTM / 6 ))
-  train unet_mse_s$s $UNET --set train.seed=$s --set train.max_steps=$N_UNET \
-    --set train.val_every_steps=$(( N_UNET / 6 )) --set train.checkpoint_every_steps=$(( N_UNET / 6 ))
+  train a_long_s$s $A --set train.seed=$s --set train.max_steps=$N_A \
+    --set train.val_every_steps=$(( N_A / 6 )) --set train.checkpoint_every_steps=$(( N_A / 6 ))
+  train b_long_s$s $B --set train.seed=$s --set train.max_steps=$N_B \
+    --set train.val_every_steps=$(( N_B / 6 )) --set train.checkpoint_every_steps=$(( N_B / 6 ))
 done
-  KEEP="lstm_long_s1 lstm_long_s2 unet_mse_s1 unet_mse_s2"
+  KEEP="a_long_s1 a_long_s2 b_long_s1 b_long_s2"
 fi
 while [ $(elapsed) -lt $(( BUDGET_S - 40 )) ]; do
   alive=0; for p in $RUNS/*_s?.pid; do kill -0 $(cat $p) 2>/dev/null && alive=1; done
