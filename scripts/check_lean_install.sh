@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The lean install, checked end to end (issue 16): `pip install stemsplit` with no extras into a
-# fresh venv, then `stemsplit separate` on a generated song, with no torch anywhere in that venv.
+# fresh venv, then `stemsplit separate` on a generated song, with no torch anywhere in that venv;
+# also stemsplit.Separator on an array, and `stemsplit train`'s one-line pip install "stemsplit[train]".
 #
 # usage: scripts/check_lean_install.sh [--keep DIR]
 #   --keep DIR  build the venv in DIR and leave it there (scripts/benchmark.py measures it);
@@ -84,6 +85,30 @@ say "four stems written: $(cd "$OUT" && find . -name '*.wav' | sort | tr '\n' ' 
 "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
   || die "torch is importable in the lean venv"
 say "torch is not installed in the lean venv"
+
+say "the Python API: stemsplit.Separator().separate on an array"
+"$VENV/bin/python" - "$SONG" <<'EOF' || die "stemsplit.Separator failed in the lean venv"
+import sys
+
+import soundfile as sf
+
+import stemsplit
+
+audio, rate = sf.read(sys.argv[1], dtype="float32", always_2d=True)
+stems = stemsplit.Separator().separate(audio.T, rate)
+assert sorted(stems) == ["bass", "drums", "other", "vocals"], sorted(stems)
+assert all(s.shape == audio.T.shape for s in stems.values()), [s.shape for s in stems.values()]
+assert "torch" not in sys.modules
+EOF
+
+# Without the extra, a training command stops with one line that says what to install.
+if (cd "$WORK" && "$VENV/bin/stemsplit" train >"$WORK/train.out" 2>&1); then
+  die "stemsplit train ran without torch"
+fi
+if ! grep -qF 'pip install "stemsplit[train]"' "$WORK/train.out" || [ "$(grep -c . "$WORK/train.out")" -ne 1 ]; then
+  die "stemsplit train without torch did not say, in one line, to install the train extra: $(cat "$WORK/train.out")"
+fi
+say "stemsplit train without torch: $(cat "$WORK/train.out")"
 
 mb=$(du -sm "$VENV" | cut -f1)
 human=$(du -sh "$VENV" | cut -f1)
