@@ -16,6 +16,7 @@ CUDA wheels); the dev .venv's own du (editable, [train,dev], plus playwright) is
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -116,6 +117,7 @@ def run(report: dict) -> None:
 
     model = registry()["default"]
     rows: dict[str, dict] = {}
+    load_before = os.getloadavg()  # the machine may be shared: the figures mean little under load
     with tempfile.TemporaryDirectory(prefix="stemsplit-bench-rt-") as tmp:
         tmp = Path(tmp)
         songs = {m: make_song(tmp / f"song_{m}min.wav", m * 60) for m in (1, 3, 30)}
@@ -146,4 +148,6 @@ def run(report: dict) -> None:
              "dev .venv (editable [train,dev] + playwright, measured)": dev_mb}
     for label, mb in sizes.items():
         print(f"  venv {label}: {mb} MB", flush=True)
-    report[f"runtimes ({model}, default model)"] = {"rows": rows, "venv_mb": sizes}
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    print(f"  load average (1/5/15 min) before {load['before']}, after {load['after']}", flush=True)
+    report[f"runtimes ({model}, default model)"] = {"rows": rows, "venv_mb": sizes, "load_average": load}
