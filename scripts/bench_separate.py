@@ -39,21 +39,30 @@ def make_song(path: Path, seconds: int) -> Path:
     return path
 
 
+# Linux keeps ru_maxrss across fork and exec: a child started straight from this process would
+# report at least this process's own peak (hundreds of MB once torch or decoded stems are in
+# memory here). A small launcher (python -S, a few MB) starts the separation instead and
+# reports its child's wall time, peak RSS and exit code.
+_LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_separate(ckpt: Path | str, song: Path, out: Path, extra: tuple[str, ...] = (),
                  python: str = sys.executable, cwd: Path | None = None) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one `stemsplit separate` process; ``extra`` flags (e.g.
     --runtime onnx), another venv's ``python``, and a ``cwd`` outside the repo for that venv."""
     cmd = [python, "-m", "stemsplit", "separate", str(song), "--model", str(ckpt),
            "-o", str(out), "--jobs", "2", "--device", "cpu", *extra]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"separate failed on {song}: {err.strip()[-300:]}")
-    return wall, usage.ru_maxrss / 1024
+    proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *cmd], capture_output=True, text=True, cwd=cwd)
+    fields = proc.stdout.split()
+    if proc.returncode != 0 or len(fields) != 3 or fields[2] != "0":
+        raise RuntimeError(f"separate failed on {song}: {proc.stderr.strip()[-300:]}")
+    return float(fields[0]), int(fields[1]) / 1024
 
 
 def run(report: dict, checkpoints: dict[str, Path | str] | None = None, label: str = "random weights") -> None:
