@@ -52,12 +52,29 @@ def test_block_size_does_not_change_the_result_beyond_rounding():
         np.testing.assert_allclose(wiener(mix, mags, 2, bins=bins), whole, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("iterations", [0, 1, 2])
+def test_chosen_stems_and_frame_major_layout_are_the_same_numbers(channels, iterations):
+    """``stems`` returns those stems' estimates of the full filter (every stem still shapes the
+    mixture covariance), and ``frame_major`` the same values as (S', C, T, F)."""
+    mix, mags = _problem(seed=5 + channels, stems=4, channels=channels)
+    full = wiener(mix, mags, iterations)
+    some = wiener(mix, mags, iterations, stems=[2, 0])
+    np.testing.assert_array_equal(some, full[[2, 0]])
+    frame_major = wiener(mix, mags, iterations, stems=[1], frame_major=True)
+    assert frame_major.shape == (1, channels, mix.shape[2], mix.shape[1])
+    np.testing.assert_array_equal(frame_major, full[[1]].swapaxes(-1, -2))
+    if iterations:  # the other stems matter: dropping one from the input changes the result
+        assert not np.allclose(wiener(mix, mags[:3], iterations, stems=[2, 0]), some, atol=1e-4)
+
+
 def test_memory_is_bounded_by_blocks(monkeypatch):
     """The EM step only ever sees blocks whose (S, C, C, bins, T) temporary fits the budget,
     and together the blocks cover every bin once."""
     seen = []
     real = wiener_mod._refine
-    monkeypatch.setattr(wiener_mod, "_refine", lambda m, e, it: seen.append(tuple(e.shape)) or real(m, e, it))
+    monkeypatch.setattr(wiener_mod, "_refine", lambda mr, mi, er, ei, it, stems:
+                        seen.append(tuple(er.shape)) or real(mr, mi, er, ei, it, stems))
     monkeypatch.setattr(wiener_mod, "_BLOCK_BYTES", 4 * 2 * 2 * 29 * 8 * 5)  # room for 5 bins of 4 stems
     mix, mags = _problem(seed=1, stems=4, channels=2)
     wiener(mix, mags, 2)
