@@ -67,3 +67,19 @@ def test_leading_axes_and_lengths_past_the_last_frame():
 def test_only_hann_is_supported():
     with pytest.raises(ConfigError, match="only 'hann'"):
         NumpySTFT(STFTConfig(window="hamming"))
+
+
+def test_frame_major_pair_is_the_transposed_pair_and_writes_into_out():
+    cfg = STFTConfig(n_fft=256, hop_length=64)
+    stft = NumpySTFT(cfg)
+    x = np.random.default_rng(3).standard_normal((2, 3000)).astype(np.float32)
+    spec = stft(x)
+    frames = stft.frames_forward(x)
+    np.testing.assert_array_equal(frames, spec.swapaxes(-1, -2))
+    out = np.full((2, 3000), 7.0, np.float32)
+    got = stft.frames_inverse(frames, 3000, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, stft.inverse(spec, 3000))
+    np.testing.assert_allclose(out, x, atol=1e-5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        stft.frames_inverse(frames, 3000, out=np.zeros((3000, 2), np.float32).T)

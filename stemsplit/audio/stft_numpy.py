@@ -20,6 +20,11 @@ def hann(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
+def _check_out(out: np.ndarray) -> None:
+    if not out.flags.c_contiguous:  # written through reshaped views, which must not be copies
+        raise ValueError("out: must be a C-contiguous array")
+
+
 class NumpySTFT:
     def __init__(self, cfg: STFTConfig):
         if cfg.window != "hann":
@@ -28,6 +33,7 @@ class NumpySTFT:
         self.hop_length = cfg.hop_length
         self.window = hann(self.n_fft)
         self._envelopes: dict[int, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}  # scratch arrays: not thread-safe, as the engine
 
     @property
     def n_bins(self) -> int:
@@ -38,14 +44,38 @@ class NumpySTFT:
 
     def forward(self, wav: np.ndarray) -> np.ndarray:
         """(..., time) real -> (..., freq, frames) complex64."""
+        return np.ascontiguousarray(np.swapaxes(self.frames_forward(wav), -1, -2))
+
+    def frames_forward(self, wav: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(..., time) real -> (..., frames, freq) complex64: ``forward`` in the FFT's own, frame-major
+        layout (no transposing copy; ``frames_inverse`` takes it back). Written into ``out`` when
+        given; one channel at a time, so the windowed frames (the largest temporary) are one
+        channel's, in a buffer kept between calls."""
         wav = np.asarray(wav, dtype=np.float32)
         half = self.n_fft // 2
         mode = "reflect" if wav.shape[-1] > half else "constant"
         padded = np.pad(wav, [(0, 0)] * (wav.ndim - 1) + [(half, half)], mode=mode)
         # (..., frames, n_fft) views into the padded signal: no copy until the window multiplies
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=-1)[..., :: self.hop_length, :]
-        spec = np.fft.rfft(frames * self.window, axis=-1)  # (..., frames, freq)
-        return np.ascontiguousarray(np.swapaxes(spec, -1, -2), dtype=np.complex64)
+        if out is None:
+            out = np.empty(frames.shape[:-1] + (self.n_bins,), np.complex64)
+        _check_out(out)
+        rows = frames.reshape(-1, *frames.shape[-2:])                  # (channels, frames, n_fft), views
+        work = self.buffer("frames", rows.shape[1:], np.float32)
+        for row, dest in zip(rows, out.reshape(-1, *out.shape[-2:])):
+            np.multiply(row, self.window, out=work)
+            np.fft.rfft(work, axis=-1, out=dest)
+        return out
+
+    def buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A scratch array kept between calls (reallocated when the shape changes): segments of one
+        length reuse the same pages instead of faulting in fresh ones (and growing the heap) every
+        time. Callers on the same thread share them by name: "frames" (frames, n_fft) float32 is
+        the STFT's own; "bins" (frames, freq) float32 the caller's."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(shape, dtype)
+        return buf
 
     __call__ = forward
 
@@ -58,10 +88,13 @@ class NumpySTFT:
             self._envelopes = {n_frames: env}  # one entry: segments mostly share a length
         return env
 
-    def _overlap_add(self, frames: np.ndarray, n_frames: int) -> np.ndarray:
-        """(..., frames, n_fft) -> (..., n_fft + hop * (frames - 1)) summed at hop spacing."""
+    def _overlap_add(self, frames: np.ndarray, n_frames: int, out: np.ndarray | None = None) -> np.ndarray:
+        """(..., frames, n_fft) -> (..., n_fft + hop * (frames - 1)) summed at hop spacing (into ``out``)."""
         hop, n_fft = self.hop_length, self.n_fft
-        out = np.zeros(frames.shape[:-2] + (n_fft + hop * (n_frames - 1),), dtype=np.float32)
+        if out is None:
+            out = np.zeros(frames.shape[:-2] + (n_fft + hop * (n_frames - 1),), dtype=np.float32)
+        else:
+            out[...] = 0.0
         if n_fft % hop == 0:
             # each frame as n_fft/hop slices of one hop: slice j of frame t lands at block t + j,
             # so the whole sum is n_fft/hop vectorised adds
@@ -76,16 +109,27 @@ class NumpySTFT:
 
     def inverse(self, spec: np.ndarray, length: int) -> np.ndarray:
         """(..., freq, frames) complex -> (..., length) float32."""
-        n_frames = spec.shape[-1]
-        frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=self.n_fft, axis=-1)  # (..., frames, n_fft)
-        frames = frames.astype(np.float32, copy=False)
-        frames *= self.window
-        y = self._overlap_add(frames, n_frames)
+        return self.frames_inverse(np.swapaxes(spec, -1, -2), length)
+
+    def frames_inverse(self, spec: np.ndarray, length: int, out: np.ndarray | None = None) -> np.ndarray:
+        """(..., frames, freq) complex (frame-major, as ``frames_forward`` gives) -> (..., length)
+        float32, written into ``out`` when given; one channel at a time through kept buffers."""
+        n_frames = spec.shape[-2]
+        if out is None:
+            out = np.empty(spec.shape[:-2] + (length,), np.float32)
+        _check_out(out)
         env = self._envelope(n_frames)
+        frames = self.buffer("frames", (n_frames, self.n_fft), np.float32)
+        summed = self.buffer("summed", (self.n_fft + self.hop_length * (n_frames - 1),), np.float32)
         start = self.n_fft // 2
-        end = min(start + length, y.shape[-1])
-        y, env = y[..., start:end], env[start:end]
-        y = np.divide(y, env, out=np.zeros_like(y), where=env > _ENVELOPE_FLOOR)
-        if y.shape[-1] < length:  # torch.istft pads with zeros past the last frame
-            y = np.concatenate([y, np.zeros(y.shape[:-1] + (length - y.shape[-1],), np.float32)], axis=-1)
-        return y
+        end = min(start + length, summed.shape[-1])
+        keep = env[start:end] > _ENVELOPE_FLOOR
+        for row, dest in zip(spec.reshape(-1, *spec.shape[-2:]), out.reshape(-1, out.shape[-1])):
+            np.fft.irfft(row, n=self.n_fft, axis=-1, out=frames)      # (frames, n_fft)
+            frames *= self.window
+            self._overlap_add(frames, n_frames, out=summed)
+            head = dest[: end - start]
+            head[...] = 0.0
+            np.divide(summed[start:end], env[start:end], out=head, where=keep)
+            dest[end - start:] = 0.0  # torch.istft pads with zeros past the last frame
+        return out

@@ -110,9 +110,10 @@ def stem_blocks(blocks: Iterable[np.ndarray], sample_rate: int, in_channels: int
 
     s, c = len(engine.stems), engine.channels
     for out in engine.stream(model_blocks(), on_segment):
-        y = down.process(out.reshape(s * c, -1))
+        # at the model's own rate the block passes as it is (reshaping a view would copy it)
+        y = out if down.identity else down.process(out.reshape(s * c, -1)).reshape(s, c, -1)
         if y.shape[-1]:
-            yield from aligned(y.reshape(s, c, -1))
+            yield from aligned(y)
     y = down.flush()
     if y.size:
         yield from aligned(y.reshape(s, c, -1))
@@ -153,13 +154,15 @@ def separate_file(path: Path, engine: Engine, chosen: list[str], residual: bool,
     try:
         for name, final in targets.items():
             writers[name] = AudioWriter(final, info.sample_rate, out_channels, "FLOAT", fmt="WAV", scratch=True)
+        everything = stem_index == list(range(len(engine.stems)))
         for mix, block in pairs:
-            selected = block[stem_index]
+            selected = block if everything else block[stem_index]  # no copy when every stem is written
             outs = dict(zip(chosen, selected))
             if residual:
                 outs[list(targets)[-1]] = mix - selected.sum(axis=0)
             for name, arr in outs.items():
-                peaks[name] = max(peaks[name], float(np.abs(arr).max(initial=0.0)))
+                if arr.size:  # the peak |x| without an |x| temporary
+                    peaks[name] = max(peaks[name], float(arr.max()), -float(arr.min()))
                 writers[name].write(arr)
         stage = {name: w.commit() for name, w in writers.items()}
         for name, final in targets.items():

@@ -19,7 +19,10 @@ Everything here is numpy (float32 / complex64); the network runs behind ``Networ
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -27,6 +30,28 @@ from stemsplit.audio.stft_numpy import NumpySTFT
 from stemsplit.separation.runner import NetworkRunner
 from stemsplit.separation.wiener import wiener
 from stemsplit.settings import EngineSettings
+
+
+_AHEAD = 1  # segments whose network runs while the previous one is finished
+
+
+@dataclass
+class _Job:
+    """One pass of the network over one (shifted) segment: what its synthesis needs."""
+    n: int                        # samples of the (shifted) segment
+    offset: int                   # leading zeros of the shift, cut from the output
+    spec_tf: np.ndarray | None    # (C, T, F) complex64 mixture spectrum, frame-major (spectral runners)
+    result: Any                   # a Future of the network's output (B=1, ...)
+
+
+class _Done:
+    """A result computed inline, with a Future's ``result()``."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
 
 
 def _either(flag, default):
@@ -84,72 +109,93 @@ class Engine:
         # a runner whose network reads the complex STFT takes it beside the magnitude (optional extension)
         self._wants_spec = getattr(runner, "input_kind", "magnitude") == "complex"
 
-    # --- one segment ---------------------------------------------------------------------
+    # --- one segment: analysis (main thread), network (worker thread), synthesis (main thread) ---
 
-    def _separate_once(self, wav: np.ndarray) -> np.ndarray:
-        """(C, n) float32 -> (S, C, n) float32, through the runner: spectral or waveform."""
-        runner = self.runner
-        if not runner.spectral:
-            return np.asarray(runner.stem_waveforms(wav[None])[0], dtype=np.float32)
-        n = wav.shape[-1]
-        spec = self.stft(wav)                                           # (C, F, T) complex64
-        mag = np.abs(spec)                                              # (C, F, T) float32
-        extra = {"spec": spec[None]} if self._wants_spec else {}
-        est_mag = np.asarray(runner.stem_magnitudes(mag[None], **extra)[0], dtype=np.float32)  # (S, C, F, T)
-        out = np.empty((est_mag.shape[0], *wav.shape), np.float32)
-        est = wiener(spec, est_mag, self.wiener_iterations) if self.wiener_iterations > 0 else None
-        phase = None
-        # one stem at a time through the iSTFT: its frames are the largest temporaries, so the
-        # working memory stays that of one stem instead of all of them
-        for s in range(est_mag.shape[0]):
-            if est is not None and s not in self.plain_stems:
-                out[s] = self.stft.inverse(est[s], n)
-                continue
-            if phase is None:
-                phase = spec * (1.0 / np.maximum(mag, np.float32(1e-12)))  # X/|X| (0 where silent), no complex division
-            out[s] = self.stft.inverse(self._with_phase(est_mag[s], phase), n)  # a mask times |X| times X/|X|
-        return out
-
-    @staticmethod
-    def _with_phase(mag: np.ndarray, phase: np.ndarray) -> np.ndarray:
-        """(C, F, T) magnitudes times the (C, F, T) phase: complex64, laid out frame-major in memory so
-        that the inverse FFT reads it contiguously."""
-        c, f, t = mag.shape
-        out = np.empty((c, t, f), np.complex64)
-        np.multiply(mag.swapaxes(-1, -2), phase.swapaxes(-1, -2), out=out)
-        return out.swapaxes(-1, -2)
-
-    def separate_segment(self, wav: np.ndarray) -> np.ndarray:
-        """(C, n) -> (S, C, n) float32, averaged over the configured sub-hop shifts."""
+    def _start(self, wav: np.ndarray, network: Executor | None) -> list[_Job]:
+        """(C, n) -> one job per sub-hop shift: the STFT now, the network submitted to ``network``
+        (run inline when None)."""
         wav = np.asarray(wav, dtype=np.float32)
         shifts = max(1, self.settings.shifts)
         hop = self.config.stft.hop_length
-        out = None
+        jobs = []
         for i in range(shifts):
             offset = i * hop // shifts
             x = np.pad(wav, ((0, 0), (offset, 0))) if offset else wav
-            y = self._separate_once(x)[..., offset:]
+            jobs.append(self._start_one(x, offset, network))
+        return jobs
+
+    def _start_one(self, wav: np.ndarray, offset: int, network: Executor | None) -> _Job:
+        runner = self.runner
+        if not runner.spectral:
+            call, args, spec_tf = runner.stem_waveforms, (wav[None],), None
+        else:
+            spec_tf = self.stft.frames_forward(wav)                     # (C, T, F) complex64, frame-major
+            c, t, f = spec_tf.shape
+            mag = np.empty((c, f, t), np.float32)                       # (C, F, T): the network's layout
+            mag_tf = self.stft.buffer("bins", (t, f), np.float32)
+            for ch in range(c):
+                np.abs(spec_tf[ch], out=mag_tf)
+                mag[ch] = mag_tf.T
+            extra = {"spec": np.ascontiguousarray(spec_tf.swapaxes(-1, -2))[None]} if self._wants_spec else {}
+            call, args = (lambda m=mag[None], kw=extra: runner.stem_magnitudes(m, **kw)), ()
+        result = network.submit(call, *args) if network is not None else _Done(call(*args))
+        return _Job(wav.shape[-1], offset, spec_tf, result)
+
+    def _finish(self, jobs: list[_Job]) -> np.ndarray:
+        """The jobs of one segment -> (S, C, n) float32, averaged over the shifts."""
+        out = None
+        for job in jobs:
+            y = self._finish_one(job)[..., job.offset:]
             out = y if out is None else out + y
-        if shifts > 1:
-            out /= np.float32(shifts)
+        if len(jobs) > 1:
+            out /= np.float32(len(jobs))
         return out
+
+    def _finish_one(self, job: _Job) -> np.ndarray:
+        """(S, C, n) float32 for one job, once its network output is there."""
+        if not self.runner.spectral:
+            return np.asarray(job.result.result()[0], dtype=np.float32)
+        est_mag = np.asarray(job.result.result()[0], dtype=np.float32)  # (S, C, F, T)
+        spec_tf, n = job.spec_tf, job.n
+        out = np.empty((est_mag.shape[0], spec_tf.shape[0], n), np.float32)
+        wiener_est, wiener_index = None, {}
+        if self.wiener_iterations > 0:
+            chosen = [s for s in range(est_mag.shape[0]) if s not in self.plain_stems]
+            wiener_est = wiener(np.ascontiguousarray(spec_tf.swapaxes(-1, -2)), est_mag, self.wiener_iterations,
+                                stems=chosen, frame_major=True)           # (len(chosen), C, T, F)
+            wiener_index = {s: i for i, s in enumerate(chosen)}
+        plain = [s for s in range(est_mag.shape[0]) if s not in wiener_index]
+        for s in wiener_index:
+            self.stft.frames_inverse(wiener_est[wiener_index[s]], n, out=out[s])
+        if plain:
+            t, f = spec_tf.shape[1:]
+            recip = self.stft.buffer("bins", (t, f), np.float32)
+            phase = self.stft.buffer("phase", (t, f), np.complex64)
+            est = self.stft.buffer("estimate", (t, f), np.complex64)
+            # one channel, then one stem at a time through the iSTFT: the working memory stays that
+            # of one (frames, bins) spectrum, in buffers kept between segments
+            for ch in range(spec_tf.shape[0]):
+                np.abs(spec_tf[ch], out=recip)
+                np.maximum(recip, np.float32(1e-12), out=recip)
+                np.divide(1.0, recip, out=recip)
+                np.multiply(spec_tf[ch], recip, out=phase)              # X/|X| (0 where silent), no complex division
+                for s in plain:
+                    np.multiply(est_mag[s, ch].T, phase, out=est)       # a mask times |X| times X/|X|
+                    self.stft.frames_inverse(est, n, out=out[s, ch])
+        return out
+
+    def separate_segment(self, wav: np.ndarray) -> np.ndarray:
+        """(C, n) -> (S, C, n) float32, averaged over the configured sub-hop shifts."""
+        return self._finish(self._start(wav, None))
 
     # --- streaming -----------------------------------------------------------------------
 
-    def stream(self, blocks: Iterable[np.ndarray],
-               on_segment: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
-        """Yield (S, C, m) float32 output blocks for a stream of (C, n) input blocks, in order.
-
-        ``on_segment(samples_done)`` is called after every segment.
-        """
-        seg, ov = self.segment, self.overlap
-        stride = seg - ov
+    def _segments(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool, bool]]:
+        """(chunk (C, n <= segment), first, last) for a stream of (C, n) input blocks, in order."""
+        seg, stride = self.segment, self.segment - self.overlap
         pending = np.zeros((self.channels, 0), np.float32)
-        tail = None  # weighted output of the previous segment's overlap region (S, C, ov)
-        tail_w = None
-        first, done = True, 0
+        first, exhausted = True, False
         source = iter(blocks)
-        exhausted = False
         while True:
             # a segment is final only when no sample follows it, so look one sample ahead
             while not exhausted and pending.shape[-1] <= seg:
@@ -158,32 +204,65 @@ class Engine:
                 except StopIteration:
                     exhausted = True
             if pending.shape[-1] == 0:
-                break
+                return
             last = exhausted and pending.shape[-1] <= seg
-            chunk = pending[:, :seg]
-            n = chunk.shape[-1]
-            w = crossfade_window(n, ov if n > ov else n, first, last).astype(np.float32)
-            out = self.separate_segment(chunk)
-            out *= w
-            if tail is not None:
-                k = min(ov, n)
-                out[..., :k] += tail[..., :k]
-                w[:k] += tail_w[:k]
+            yield pending[:, :seg], first, last
             if last:
-                out /= np.maximum(w, np.float32(1e-8))
-                yield out
-                done += n
-                if on_segment:
-                    on_segment(done)
-                break
-            ready = n - ov
-            yield out[..., :ready] / np.maximum(w[:ready], np.float32(1e-8))
-            tail, tail_w = out[..., ready:], w[ready:]
+                return
             pending = pending[:, stride:]
             first = False
-            done += stride
-            if on_segment:
-                on_segment(done)
+
+    def stream(self, blocks: Iterable[np.ndarray],
+               on_segment: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+        """Yield (S, C, m) float32 output blocks for a stream of (C, n) input blocks, in order.
+
+        ``on_segment(samples_done)`` is called after every segment. The network runs one
+        segment ahead on a worker thread (ONNX Runtime and torch release the GIL), so it overlaps
+        this thread's STFTs, Wiener filter, iSTFTs and the caller's writing of the previous one.
+        """
+        ov = self.overlap
+        stride = self.segment - ov
+        tail = tail_w = None  # weighted output of the previous segment's overlap region (S, C, ov), (ov,)
+        done = 0
+        ahead: deque = deque()
+        network = ThreadPoolExecutor(1, thread_name_prefix="stemsplit-network")
+        try:
+            segments = self._segments(blocks)
+            while True:
+                item = next(segments, None)
+                if item is not None:
+                    chunk, first, last = item
+                    ahead.append((chunk.shape[-1], first, last, self._start(chunk, network)))
+                if not ahead or (item is not None and len(ahead) <= _AHEAD):
+                    if item is None:
+                        break
+                    continue
+                n, first, last, jobs = ahead.popleft()
+                w = crossfade_window(n, ov if n > ov else n, first, last).astype(np.float32)
+                out = self._finish(jobs)
+                del jobs  # its spectrum and network output (42 MB at 10 s) go now, not after the yield
+                out *= w
+                if tail is not None:
+                    k = min(ov, n)
+                    out[..., :k] += tail[..., :k]
+                    w[:k] += tail_w[:k]
+                if last:
+                    out /= np.maximum(w, np.float32(1e-8))
+                    done += n
+                    yield out
+                    if on_segment:
+                        on_segment(done)
+                    break
+                ready = n - ov
+                done += stride
+                head = out[..., :ready]  # divided in place: the tail after it stays as it is
+                head /= np.maximum(w[:ready], np.float32(1e-8))
+                yield head
+                tail, tail_w = out[..., ready:], w[ready:]
+                if on_segment:
+                    on_segment(done)
+        finally:
+            network.shutdown(wait=False, cancel_futures=True)
 
     def separate(self, mixture: np.ndarray, on_segment: Callable[[int], None] | None = None) -> np.ndarray:
         """(channels, time) at the model's rate -> (stems, channels, time) float32."""
