@@ -115,6 +115,9 @@ def separate(
     list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
 ) -> None:
     """Separate songs into stems: `stemsplit separate song.mp3`."""
+    from stemsplit.heap import map_large_allocations
+
+    map_large_allocations()  # this process is ours: a flat heap over a long separation (stemsplit/heap.py)
     if list_models:
         _list_models()
         return
