@@ -142,12 +142,14 @@ def _summary(eval_dir: Path) -> dict:
         return {(r["model"], r["stem"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
 
 
-def _speed(ckpt_path: Path) -> float:
+def _speed(name: str) -> float:
+    """x real time of `stemsplit separate --model NAME` on a 3-minute song, as a user runs it:
+    the shipped name, so --runtime auto picks ONNX Runtime where the model has its .onnx."""
     import bench_separate
 
     with tempfile.TemporaryDirectory(prefix="stemsplit-speed-") as tmp:
         song = bench_separate.make_song(Path(tmp) / "song.wav", 180)
-        wall, _ = bench_separate.run_separate(ckpt_path, song, Path(tmp) / "out")
+        wall, _ = bench_separate.run_separate(name, song, Path(tmp) / "out")
     return round(180 / wall, 1)
 
 
@@ -164,7 +166,7 @@ def score(eval_dir: Path, data: Path | None = None) -> None:
         entry["valid_gsdr_mean"] = round(table[(name, "mean", "gsdr")], 2)
         entry["headroom_closed"] = round((entry["valid_gsdr_mean"] - floor) / (limit - floor), 3)
         path = PRETRAINED / entry["file"]
-        entry["speed_x_realtime"] = _speed(path)
+        entry["speed_x_realtime"] = _speed(name)
         if data is not None and "vocals" in entry["stems"]:
             from stemsplit.evaluation.absent_stem import absent_stem_energy
 
@@ -258,7 +260,7 @@ def recipes(ensembles: bool = False) -> None:
     book = yaml.safe_load((PRETRAINED / "recipes.yaml").read_text())
     if ensembles:
         for name, recipe in (book.get("ensembles") or {}).items():
-            sets = ",".join(recipe.get("set", []))
+            sets = ";".join(recipe.get("set", []))  # ';': a value may hold commas (a list)
             print(name, recipe.get("step", 0.05), recipe.get("wiener_iterations", 0), sets or "-", *recipe["members"])
         return
     for name, recipe in book["models"].items():

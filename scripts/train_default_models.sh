@@ -32,7 +32,10 @@ done <<< "$RECIPES"
 while read -r name step wiener sets members; do
   [ -n "$name" ] || continue
   SET_FLAGS=()
-  [ "$sets" = "-" ] || SET_FLAGS=(--set "$sets")
+  if [ "$sets" != "-" ]; then  # ';'-separated: a value may hold commas (a list)
+    IFS=';' read -ra SETS <<< "$sets"
+    for one in "${SETS[@]}"; do SET_FLAGS+=(--set "$one"); done
+  fi
   # shellcheck disable=SC2086  # members split on spaces on purpose
   python scripts/package_models.py ensemble "$name" --members $members --data "$DATA" --step "$step" \
     --wiener-iterations "$wiener" "${SET_FLAGS[@]}"
