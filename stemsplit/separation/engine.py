@@ -41,6 +41,7 @@ class _Job:
     n: int                        # samples of the (shifted) segment
     offset: int                   # leading zeros of the shift, cut from the output
     spec_tf: np.ndarray | None    # (C, T, F) complex64 mixture spectrum, frame-major (spectral runners)
+    mag: np.ndarray | None        # (C, F, T) float32 |spec|, the network's input, reused for the phase
     result: Any                   # a Future of the network's output (B=1, ...)
 
 
@@ -127,7 +128,7 @@ class Engine:
     def _start_one(self, wav: np.ndarray, offset: int, network: Executor | None) -> _Job:
         runner = self.runner
         if not runner.spectral:
-            call, args, spec_tf = runner.stem_waveforms, (wav[None],), None
+            call, args, spec_tf, mag = runner.stem_waveforms, (wav[None],), None, None
         else:
             spec_tf = self.stft.frames_forward(wav)                     # (C, T, F) complex64, frame-major
             c, t, f = spec_tf.shape
@@ -139,7 +140,7 @@ class Engine:
             extra = {"spec": np.ascontiguousarray(spec_tf.swapaxes(-1, -2))[None]} if self._wants_spec else {}
             call, args = (lambda m=mag[None], kw=extra: runner.stem_magnitudes(m, **kw)), ()
         result = network.submit(call, *args) if network is not None else _Done(call(*args))
-        return _Job(wav.shape[-1], offset, spec_tf, result)
+        return _Job(wav.shape[-1], offset, spec_tf, mag, result)
 
     def _finish(self, jobs: list[_Job]) -> np.ndarray:
         """The jobs of one segment -> (S, C, n) float32, averaged over the shifts."""
@@ -175,8 +176,7 @@ class Engine:
             # one channel, then one stem at a time through the iSTFT: the working memory stays that
             # of one (frames, bins) spectrum, in buffers kept between segments
             for ch in range(spec_tf.shape[0]):
-                np.abs(spec_tf[ch], out=recip)
-                np.maximum(recip, np.float32(1e-12), out=recip)
+                np.maximum(job.mag[ch].T, np.float32(1e-12), out=recip)  # |X|, computed once in _start_one
                 np.divide(1.0, recip, out=recip)
                 np.multiply(spec_tf[ch], recip, out=phase)              # X/|X| (0 where silent), no complex division
                 for s in plain:
