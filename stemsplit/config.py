@@ -77,6 +77,7 @@ class AugmentConfig:
     silence_db: float = -60.0
     pitch_shift_semitones: float = 0.0  # 0 disables; else a shift in [-x, x]
     time_stretch: float = 0.0  # 0 disables; else a rate in [1-x, 1+x]
+    warp_probability: float = 1.0  # share of excerpts that get the pitch/tempo warp (Demucs: 0.2)
     stem_dropout: float = 0.0  # chance that each stem is silent in an excerpt (never all of them)
 
 
@@ -247,6 +248,8 @@ def _check(cfg: Config) -> None:
     unknown = [s for s in cfg.separate.wiener_stems if s not in cfg.stems]
     if unknown:
         raise ConfigError(f"separate.wiener_stems: {unknown[0]!r} is not one of the stems {cfg.stems}")
+    if not 0.0 < cfg.data.augment.warp_probability <= 1.0:
+        raise ConfigError("data.augment.warp_probability: must be in (0, 1]")
     valid = {"schedule": ("cosine", "plateau", "constant"),
              "loss": ("auto", "bce", "mse", "l1", "mrstft", "affinity"),
              "amp": ("none", "bf16", "fp16")}

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from stemsplit.config import AugmentConfig
-from stemsplit.data.augment import Warp
+from stemsplit.config import AugmentConfig, load_config
+from stemsplit.errors import ConfigError
+from stemsplit.data.augment import Warp, draw_warp
 from stemsplit.data.cache import CacheWriter, DataError, PreparedDataset
 from stemsplit.data.dataset import ExcerptDataset, iter_full_tracks
 
@@ -132,6 +133,17 @@ def test_pitch_and_stretch_augmentation_in_the_loader(coded):
     ds = ExcerptDataset([coded], "train", STEMS, 3000, 4, aug, seed=0)
     mix, src = ds[0]
     assert src.shape == (4, 2, 3000) and torch.allclose(mix, src.sum(0))
+
+
+def test_warp_probability_warps_that_share_of_excerpts():
+    rng = np.random.default_rng(0)
+    cfg = AugmentConfig(pitch_shift_semitones=2.0, time_stretch=0.1, warp_probability=0.2)
+    warped = sum(not draw_warp(cfg, rng).identity for _ in range(2000))
+    assert 320 < warped < 480  # 400 expected; binomial sd ~18
+    every = AugmentConfig(pitch_shift_semitones=2.0, warp_probability=1.0)
+    assert all(not draw_warp(every, rng).identity for _ in range(50))
+    with pytest.raises(ConfigError, match="warp_probability"):
+        load_config(None, ["data.augment.warp_probability=0"])
 
 
 def test_bad_loader_arguments(coded, tmp_path):

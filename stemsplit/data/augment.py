@@ -96,8 +96,13 @@ class Warp:
 
 
 def draw_warp(cfg: AugmentConfig | None, rng: np.random.Generator) -> Warp:
-    """A random pitch shift in [-x, x] semitones and rate in [1-x, 1+x]; identity when disabled."""
-    if cfg is None:
+    """A random pitch shift in [-x, x] semitones and rate in [1-x, 1+x] for a share
+    ``warp_probability`` of excerpts (the warp costs ~100x an unwarped excerpt's reading);
+    identity when disabled."""
+    if cfg is None or (cfg.pitch_shift_semitones <= 0 and cfg.time_stretch <= 0):
+        return Warp()
+    # drawn only below 1, so that runs with every excerpt warped keep their excerpts
+    if cfg.warp_probability < 1.0 and rng.random() >= cfg.warp_probability:
         return Warp()
     semitones = float(rng.uniform(-cfg.pitch_shift_semitones, cfg.pitch_shift_semitones)) \
         if cfg.pitch_shift_semitones > 0 else 0.0
