@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pack a prepared dataset small enough to travel to a lent GPU machine (64 MiB per call).
 
-    scripts/gpu/pack_dataset.py /work/data/musdb7 .gpu/musdb7 [--bitrate 112k]
+    scripts/gpu/pack_dataset.py /work/data/musdb7 .gpu/musdb7 [--bitrate 112k] [--max-seconds 90]
 
 A prepared dataset stores int16 stems (about 5.6 MB per 7-second track): 94 tracks are 540 MB,
 far over what one call carries. This writes each stem (and each valid track's mixture) as
@@ -9,6 +9,8 @@ Ogg Opus at ``--bitrate`` through ffmpeg, beside the dataset's own JSON files an
 statistics; scripts/gpu/unpack_dataset.py turns it back into a prepared dataset there.
 Opus is near-transparent at 112 kb/s for one stem, and MUSDB's stems are AAC already: a
 model trained on the unpacked copy is validated again here on the original data.
+``--max-seconds`` keeps only that much from the middle of each longer track, for datasets of
+whole songs (the multitracks' 40 minutes are 98 MB even as Opus).
 """
 from __future__ import annotations
 
@@ -33,26 +35,31 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--bitrate", default="112k")
+    ap.add_argument("--max-seconds", type=float, default=0.0, help="crop longer tracks to their middle")
     args = ap.parse_args()
     meta = json.loads((args.dataset / "dataset.json").read_text())
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
-    shutil.copy(args.dataset / "dataset.json", args.out / "dataset.json")
     if (args.dataset / "stats").is_dir():
         shutil.copytree(args.dataset / "stats", args.out / "stats")
     sr = meta["sample_rate"]
     for track_json in sorted((args.dataset / "tracks").glob("*/track.json")):
         track = json.loads(track_json.read_text())
         src = track_json.parent
+        keep = int(args.max_seconds * meta["sample_rate"]) if args.max_seconds > 0 else track["length"]
+        start = max(0, (track["length"] - keep) // 2)
+        track["length"] = meta["tracks"][track["name"]]["length"] = min(keep, track["length"])
         dst = args.out / track["dir"]
         dst.mkdir(parents=True)
-        shutil.copy(track_json, dst / "track.json")
+        (dst / "track.json").write_text(json.dumps(track, indent=1))
         names = list(meta["stems"]) + (["mixture"] if track["split"] != "train" else [])
         for name in names:
-            audio = np.load(src / f"{name}.npy").astype(np.float32) * track["scales"][name]
-            encode(audio.reshape(track["channels"], -1) if audio.shape[0] != track["channels"] else audio,
-                   sr, dst / f"{name}.opus", args.bitrate)
+            audio = np.load(src / f"{name}.npy", mmap_mode="r")
+            audio = audio.reshape(track["channels"], -1) if audio.shape[0] != track["channels"] else audio
+            audio = audio[:, start:start + track["length"]].astype(np.float32) * track["scales"][name]
+            encode(audio, sr, dst / f"{name}.opus", args.bitrate)
+    (args.out / "dataset.json").write_text(json.dumps(meta, indent=1))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"packed {args.dataset} -> {args.out}: {size / 2**20:.1f} MiB")
 
