@@ -1,10 +1,11 @@
 """Separate one audio file into stem files, streaming, in bounded memory.
 
     file blocks (input rate) -> channel layout -> resample to model rate -> chunked engine
-      -> resample back -> channel layout of the input -> float32 scratch files -> clip protection
-      -> final files (renamed into place only when complete)
+      -> resample back -> channel layout of the input -> clip protection -> output files
+      (renamed into place only when complete; a float32 scratch file first for a stem that
+      --clip rescale must scale down)
 
-Scratch and partial files carry stemsplit's temporary names (``stemsplit.atomic``) and are
+Partial and scratch files carry stemsplit's temporary names (``stemsplit.atomic``) and are
 removed on every exit path: success, a bad file, a full disk, SIGTERM (which the CLI turns into
 an exception so that these ``finally`` blocks run).
 
@@ -21,9 +22,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from stemsplit.atomic import remove_own_temps
-from stemsplit.audio.convert import (StreamingResampler, clip_gain, protect, to_model_channels,
-                                     to_output_channels)
-from stemsplit.audio.io import AudioError, AudioInfo, AudioWriter, audio_info, iter_blocks, rewrite_audio
+from stemsplit.audio.convert import StreamingResampler, to_model_channels, to_output_channels
+from stemsplit.audio.io import AudioError, audio_info, iter_blocks
+from stemsplit.audio.stem_writer import ClipSafeWriter
 from stemsplit.separation.engine import Engine
 
 BLOCK_SECONDS = 1.0
@@ -137,23 +138,20 @@ def separate_file(path: Path, engine: Engine, chosen: list[str], residual: bool,
         result.messages.append(f"{path.name}: {info.channels} channels; separating the first two")
     out_channels = min(info.channels, 2)
     stem_index = [engine.stems.index(s) for s in chosen]
-    frames = {"read": 0}
-
     def ended(read: int) -> None:
         if read == 0:
             raise AudioError(f"{path}: has no audio samples (zero length)")
-        frames["read"] = read
 
     block_frames = max(1024, int(info.sample_rate * BLOCK_SECONDS))
     pairs = stem_blocks(iter_blocks(path, block_frames, info=info), info.sample_rate, info.channels, engine,
                         on_segment, ended)
-    # float32 scratch files beside each output, under unique temporary names (stemsplit.atomic):
-    # two runs writing the same folder never share one, and a dead run's are swept by the next
-    writers: dict[str, AudioWriter] = {}
-    peaks = {name: 0.0 for name in targets}
+    # each output under a unique temporary name beside it (stemsplit.atomic), in its final format
+    # unless --clip rescale finds a peak above full scale (audio/stem_writer.py): two runs writing
+    # the same folder never share one, and a dead run's are swept by the next
+    writers: dict[str, ClipSafeWriter] = {}
     try:
         for name, final in targets.items():
-            writers[name] = AudioWriter(final, info.sample_rate, out_channels, "FLOAT", fmt="WAV", scratch=True)
+            writers[name] = ClipSafeWriter(final, info.sample_rate, out_channels, subtype, clip)
         everything = stem_index == list(range(len(engine.stems)))
         for mix, block in pairs:
             selected = block if everything else block[stem_index]  # no copy when every stem is written
@@ -161,23 +159,18 @@ def separate_file(path: Path, engine: Engine, chosen: list[str], residual: bool,
             if residual:
                 outs[list(targets)[-1]] = mix - selected.sum(axis=0)
             for name, arr in outs.items():
-                if arr.size:  # the peak |x| without an |x| temporary
-                    peaks[name] = max(peaks[name], float(arr.max()), -float(arr.min()))
                 writers[name].write(arr)
-        stage = {name: w.commit() for name, w in writers.items()}
-        for name, final in targets.items():
-            gain = clip_gain(peaks[name], clip)
+        for name, writer in writers.items():
+            peak, gain = writer.peak, writer.gain
             if gain != 1.0:
-                result.messages.append(f"{path.name}: {name} peaked at {peaks[name]:.2f}; "
-                                       f"rescaled by {gain:.3f} to avoid clipping")
-            elif clip == "clamp" and peaks[name] > 1.0:
-                result.messages.append(f"{path.name}: {name} peaked at {peaks[name]:.2f}; clamped to [-1, 1]")
-            staged = AudioInfo(stage[name], info.sample_rate, out_channels, frames["read"], "soundfile")
-            rewrite_audio(stage[name], final, subtype, lambda b, g=gain: protect(b, clip, g), info=staged)
-            result.outputs[name] = final
+                result.messages.append(f"{path.name}: {name} peaked at {peak:.2f}; rescaled by {gain:.3f} "
+                                       "to avoid clipping")
+            elif clip == "clamp" and peak > 1.0:
+                result.messages.append(f"{path.name}: {name} peaked at {peak:.2f}; clamped to [-1, 1]")
+            result.outputs[name] = writer.finish()
     finally:
         pairs.close()  # the input file's reader, whatever happened
-        for w in writers.values():  # the scratch files, whatever happened (an exception, SIGTERM)
+        for w in writers.values():  # the temporary files, whatever happened (an exception, SIGTERM)
             w.abort()
         for final in targets.values():  # and one an interrupt left between its creation and its writer
             remove_own_temps(final)
