@@ -32,6 +32,8 @@ TINY = {
     "waveform_fnn": ["model.window=64", "model.hidden_sizes=[32]"],
     "nmf": ["model.components=4", "model.fit_iterations=3", "model.separate_iterations=5",
             "stft.n_fft=512", "stft.hop_length=128"],
+    "band_split": ["model.num_bands=8", "model.feature_size=8", "model.hidden_size=8", "model.num_blocks=1",
+                   "model.mlp_size=16", "model.max_bin=64", "stft.n_fft=512", "stft.hop_length=128"],
 }
 
 
