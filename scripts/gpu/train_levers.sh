@@ -15,7 +15,7 @@ set -u
 BUDGET_S=${BUDGET_S:-540}
 . scripts/gpu/common.sh
 $PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
-$PY scripts/gpu/unpack_dataset.py .gpu/mt /tmp/mt || exit 4
+[ "${MODE:-levers}" = long ] || $PY scripts/gpu/unpack_dataset.py .gpu/mt /tmp/mt || exit 4
 COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=1 --set train.warmup_steps=50"
 A=$(recipe A); C=$(recipe C)
 declare -A LEVER=(
@@ -27,6 +27,19 @@ declare -A LEVER=(
 )
 recipe_of() { case $1 in c_*) echo "$C";; *) echo "$A";; esac; }
 
+if [ "${MODE:-levers}" = long ]; then
+  # second call: the two that gained, on long schedules of fixed length (recipe A's is the previous
+  # call's 5400-step baseline, so each validation compares with that run's at the same step)
+  for s in 1 2; do
+    train a_mixc_long_s$s $A ${LEVER[a_mixc]} --set train.seed=$s --set train.max_steps=5400 \
+      --set train.val_every_steps=900 --set train.checkpoint_every_steps=900
+    train c_long_s$s $C --set train.seed=$s --set train.max_steps=${N_C_LONG:-3600} \
+      --set train.val_every_steps=600 --set train.checkpoint_every_steps=600
+  done
+  wait_runs 30
+  collect a_mixc_long_s1 a_mixc_long_s2 c_long_s1 c_long_s2
+  exit 0
+fi
 # the training switches on CUDA: 150 steps each, beside the calibration
 SHORT="--set train.max_steps=150 --set train.val_every_steps=150 --set train.val_tracks=2"
 train chk_bf16 $A $SHORT --set train.amp=bf16
@@ -43,6 +56,8 @@ declare -A R
 for r in "${!LEVER[@]}"; do R[$r]=$(rate cal_$r); kill $(cat $RUNS/cal_$r.pid) 2>/dev/null; rm $RUNS/cal_$r.pid; done
 sleep 3
 LEFT=$(( BUDGET_S - $(elapsed) - 60 ))   # 60 s: start-up, validations' share, copying
+# (the first call sized every A run by the slowest, the pitch/tempo run, whose loader is CPU-bound:
+# 2.3 it/s with six workers beside thirteen other runs; that gave 780 steps, compared at equal steps)
 # no rate printed yet (a run not started in time) counts as 4 it/s, a quarter of the last call's
 steps() { $PY -c "r=min([float(x) for x in '$*'.split()] or [4.0]); print(max(300, int(r * $LEFT * 0.8 / 60) * 60))"; }
 N_A=$(steps ${R[a_base]} ${R[a_mixc]} ${R[a_warp]} ${R[a_mt]}); N_C=$(steps ${R[c_base]})
