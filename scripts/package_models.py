@@ -25,8 +25,8 @@ carries each weight once; the file is checked against torch before the registry 
 `score` reads `stemsplit evaluate`'s summary.csv (which must hold the shipped models by name
 and the `--oracle` rows), then for each shipped model records the median museval SDR and gSDR
 per stem, the share of the oracle headroom it closes and its speed on a 3-minute stereo song
-on this machine. The model with the highest mean gSDR among those at 25x real time or faster
-becomes the default (the one it replaces is kept as "previous_default" for the benchmark).
+on this machine. The model with the highest mean gSDR among those at 50x real time or faster,
+with a 10 % margin for run-to-run noise (55x measured), becomes the default (the one it replaces is kept as "previous_default" for the benchmark).
 """
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ TRAINING_DATA = ("MUSDB18 train subset as 7-second excerpts (musdb18-7): the 80 
                  "musdb's train split; its 14-track valid split held out for validation")
 LICENCE = "MUSDB18: academic, non-commercial use only (sigsep.github.io/datasets/musdb.html)"
 STEMS = ("vocals", "drums", "bass", "other")
-MIN_DEFAULT_SPEED = 25.0  # x real time on a 3-minute song, whole process: the default model's speed bar
+MIN_DEFAULT_SPEED = 50.0  # x real time on a 3-minute song, whole process, as users run it (ONNX Runtime):
+# the lean-separation bar for the default (issue 16), above the quality issue's 25x
+SPEED_MARGIN = 1.1  # one run's speed must clear the bar by 10 %: runs of one model differ by 5-8 % here
 
 
 def _load_registry() -> dict:
@@ -179,7 +181,8 @@ def score(eval_dir: Path, data: Path | None = None) -> None:
         atomic_torch_save(ckpt, path)
         print(f"{name:10s} gSDR mean {entry['valid_gsdr_mean']:5.2f} dB, headroom closed "
               f"{100 * entry['headroom_closed']:.0f}%, {entry['speed_x_realtime']}x real time")
-    fast = [n for n, e in reg["models"].items() if e["speed_x_realtime"] >= MIN_DEFAULT_SPEED] or list(reg["models"])
+    fast = [n for n, e in reg["models"].items()
+            if e["speed_x_realtime"] >= MIN_DEFAULT_SPEED * SPEED_MARGIN] or list(reg["models"])
     best = max(fast, key=lambda n: reg["models"][n]["valid_gsdr_mean"])
     if best != reg.get("default"):
         reg["previous_default"] = reg.get("default")
