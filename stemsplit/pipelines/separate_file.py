@@ -138,6 +138,7 @@ def separate_file(path: Path, engine: Engine, chosen: list[str], residual: bool,
         result.messages.append(f"{path.name}: {info.channels} channels; separating the first two")
     out_channels = min(info.channels, 2)
     stem_index = [engine.stems.index(s) for s in chosen]
+
     def ended(read: int) -> None:
         if read == 0:
             raise AudioError(f"{path}: has no audio samples (zero length)")
