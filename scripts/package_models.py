@@ -26,7 +26,8 @@ carries each weight once; the file is checked against torch before the registry 
 and the `--oracle` rows), then for each shipped model records the median museval SDR and gSDR
 per stem, the share of the oracle headroom it closes and its speed on a 3-minute stereo song
 on this machine. The model with the highest mean gSDR among those at 50x real time or faster,
-with a 10 % margin for run-to-run noise (55x measured), becomes the default (the one it replaces is kept as "previous_default" for the benchmark).
+with a 10 % margin for run-to-run noise (55x measured), becomes the default (the one it
+replaces is kept as "previous_default" for the benchmark).
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def main() -> None:
     for track_json in sorted((args.dataset / "tracks").glob("*/track.json")):
         track = json.loads(track_json.read_text())
         src = track_json.parent
-        keep = int(args.max_seconds * meta["sample_rate"]) if args.max_seconds > 0 else track["length"]
+        keep = int(args.max_seconds * sr) if args.max_seconds > 0 else track["length"]
         start = max(0, (track["length"] - keep) // 2)
         track["length"] = meta["tracks"][track["name"]]["length"] = min(keep, track["length"])
         dst = args.out / track["dir"]
