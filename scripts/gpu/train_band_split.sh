@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 13's band-split levers, two seeds each, on one lent GPU inside one device call.
+#
+#   run (device tool): bash scripts/gpu/train_band_split.sh
+#   carry: [.gpu/src, .gpu/musdb7, .gpu/whl]      (.gpu/ is described in common.sh)
+#
+# Each lever adds one change to the previous lever, all on recipe C (configs/gpu_candidates.env),
+# so that the previous call's 3600-step recipe-C runs (loop validation 3.888 / 3.880) are the
+# baseline of the first:
+#   c_mixc   + mixture consistency (weight 1.0, +0.10/+0.11 on recipe A), 3600 steps, batch 16
+#   c_b32    + batch 32: twice the excerpts per step, at the same steps (the GPU is not
+#              saturated by batch 16, so this is the cheap way to a longer schedule)
+#   w_b32    + a wider network (feature and hidden size 96, 2.8M params; ~1.5x the CPU time)
+# Steps: unpack; a 30-second calibration of the six runs side by side; size the batch-32 runs'
+# schedule from the slower measured rate (at most 3600 steps) so that it ends before BUDGET_S;
+# stop what is left at the deadline; bring back every best checkpoint and every log.
+# A dry run on this CPU: DEVICE=cpu PY=$PWD/.venv/bin/python SKIP_WHEELS=1 BUDGET_S=240 CAL_S=20 MAX_STEPS=60
+#   EXTRA="--set train.val_tracks=1 --set data.excerpt_seconds=2" OUT=/tmp/out bash scripts/gpu/train_band_split.sh
+set -u
+BUDGET_S=${BUDGET_S:-550}
+. scripts/gpu/common.sh
+$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=1 --set train.warmup_steps=50 ${EXTRA:-}"
+C="$(recipe C) --set train.mixture_consistency_weight=1.0"
+B32="--set train.batch_size=32 --set data.num_workers=2"
+WIDE="--set model.feature_size=96 --set model.hidden_size=96"
+declare -A LEVER=([c_mixc]="" [c_b32]="$B32" [w_b32]="$B32 $WIDE" [w_mixc]="$WIDE")
+RUN=${RUN:-c_mixc c_b32 w_b32}   # the second call: RUN=w_mixc (the wide network at batch 16)
+MAX=${MAX_STEPS:-3600}
+
+UNCAPPED="--set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000"
+for r in $RUN; do for s in 1 2; do train cal_${r}_$s $C ${LEVER[$r]} $UNCAPPED; done; done
+sleep ${CAL_S:-30}
+declare -A R
+for r in $RUN; do for s in 1 2; do
+  R[${r}_$s]=$(rate cal_${r}_$s); kill $(cat $RUNS/cal_${r}_$s.pid) 2>/dev/null; rm $RUNS/cal_${r}_$s.pid
+done; done
+sleep 3
+LEFT=$(( BUDGET_S - $(elapsed) - 50 ))   # 50 s: the validations' share, stopping, copying
+# steps that the slowest of the named rates reaches in LEFT seconds (no rate yet: 4 it/s), in 60s
+steps() { $PY -c "r=min([float(x) for x in '$*'.split()] or [4.0]); print(min($MAX, max(300, int(r * $LEFT * 0.85 / 60) * 60)))"; }
+declare -A N   # one schedule per lever, from its slower seed; the batch-32 levers share theirs
+for r in $RUN; do N[$r]=$(steps ${R[${r}_1]:-} ${R[${r}_2]:-}); done
+[ -n "${N[c_b32]:-}" ] && [ -n "${N[w_b32]:-}" ] && N[c_b32]=$(( N[c_b32] < N[w_b32] ? N[c_b32] : N[w_b32] )) && N[w_b32]=${N[c_b32]}
+echo "calibration at $(elapsed)s: $(for r in "${!R[@]}"; do echo -n "$r ${R[$r]} it/s; "; done)-> $(for r in $RUN; do echo -n "$r ${N[$r]} steps; "; done)$LEFT s left"
+for r in $RUN; do
+  n=${N[$r]}
+  for s in 1 2; do
+    train ${r}_s$s $C ${LEVER[$r]} --set train.seed=$s --set train.max_steps=$n \
+      --set train.val_every_steps=$(( n / 6 )) --set train.checkpoint_every_steps=$(( n / 6 ))
+  done
+done
+wait_runs 30
+collect $(for r in $RUN; do echo ${r}_s1 ${r}_s2; done)
