@@ -9,7 +9,8 @@
 # models, train the same configs on the full MUSDB18/MUSDB18-HQ on a GPU with a larger
 # train.max_steps (or none), and through torchrun for several GPUs (see the README).
 # The runs are independent. The first two recipes ran on one H100, four runs at a time
-# (scripts/gpu/train_candidates.sh), on an Opus copy of the data; the others on this CPU.
+# (scripts/gpu/train_candidates.sh), the two band-split ones on an H200 (scripts/gpu/
+# train_levers.sh, train_band_split.sh), all on an Opus copy of the data; the others on this CPU.
 set -euo pipefail
 MUSDB_ROOT=${1:-../shared/data/musdb18-7}
 DATA=${DATA:-data/musdb18-7}
