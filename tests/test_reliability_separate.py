@@ -34,9 +34,6 @@ def assert_complete(folder: Path, frames: int) -> None:
         assert rate == SR and audio.shape == (frames, 2) and np.isfinite(audio).all(), (folder, stem)
 
 
-LONG_SECONDS = 60
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", "lstm")
@@ -47,9 +44,7 @@ def songs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("songs")
     for i, name in enumerate(["a", "b", "c"]):
         write_audio(folder / f"{name}.wav", tone_mix(1.0 + 0.25 * i, seed=i), SR, "PCM_16")
-    # long enough that the tiny model is still at work when a test's signal arrives (8 s took
-    # 0.1 s: the signal tests raced the end of the run)
-    write_audio(folder / "long" / "long.wav", tone_mix(LONG_SECONDS, seed=7), SR, "PCM_16")
+    write_audio(folder / "long" / "long.wav", tone_mix(8.0, seed=7), SR, "PCM_16")
     return folder
 
 
@@ -150,14 +145,14 @@ def test_kill_9_then_a_rerun_cleans_up_and_completes(tmp_path, ckpt, songs):
     live.write_bytes(b"partial")
     res = run(*args, cwd=tmp_path)
     assert res.code == 0 and "separated 2 file(s), skipped 0" in res.out, res  # temporaries are no outputs
-    assert_complete(folder, LONG_SECONDS * SR)
+    assert_complete(folder, 8 * SR)
     assert_complete(out / "tiny" / "a", SR)
     assert temps(out) == [live]  # the dead run's files are gone; the live writer's file is untouched
 
 
 @pytest.mark.parametrize("fault", [["enospc", 3_000_000], ["fsize", 1_000_000]], ids=["enospc", "fsize"])
 def test_a_full_disk_stops_with_one_line_and_keeps_the_earlier_files(tmp_path, ckpt, songs, fault):
-    """``a`` (1 s) fits; ``long`` (60 s) does not. enospc: a simulated full disk; fsize: a real
+    """``a`` (1 s) fits; ``long`` (8 s) does not. enospc: a simulated full disk; fsize: a real
     kernel write failure inside libsndfile."""
     out = tmp_path / "out"
     res = run("separate", songs / "a.wav", songs / "long" / "long.wav", "--model", ckpt, "-o", out, "--jobs", 1,
