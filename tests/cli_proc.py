@@ -6,6 +6,7 @@ The reliability tests send signals to these processes, start two at once, or run
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,9 +42,15 @@ class Done:
         return f"exit {self.code} for {' '.join(self.args[-12:])}\n{self.out}"
 
 
+def _default_sigint() -> None:
+    # a suite started in the background (`pytest &`) ignores SIGINT, and children inherit that:
+    # the CLI would then rightly ignore the SIGINT a test sends, as a background job should
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args, cwd: Path, wrapper: list[str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(command(*args, wrapper=wrapper), cwd=cwd, env=child_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
 
 
 def finish(proc: subprocess.Popen) -> Done:
