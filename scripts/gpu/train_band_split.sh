@@ -16,8 +16,9 @@
 # from its slower seed's rate (at most MAX_STEPS; the two batch-32 levers share the shorter) so
 # that it ends before BUDGET_S; stop what is left at the deadline; bring back every best
 # checkpoint and every log. Six trainings at once need the lent machine's 16 cores; a dry run on
-# a 2-core CPU keeps to one lever: RUN=c_mixc MAX_STEPS=60 BUDGET_S=300 DEVICE=cpu SKIP_WHEELS=1
-#   PY=$PWD/.venv/bin/python EXTRA="--set train.val_tracks=1" OUT=/tmp/out bash scripts/gpu/train_band_split.sh
+# a 2-core CPU keeps to one lever and tiny steps: RUN=c_mixc MAX_STEPS=12 CAL_S=20 BUDGET_S=200
+#   DEVICE=cpu SKIP_WHEELS=1 PY=$PWD/.venv/bin/python OUT=/tmp/out EXTRA="--set train.batch_size=2
+#   --set train.val_tracks=1 --set train.val_excerpts=2" bash scripts/gpu/train_band_split.sh
 set -u
 BUDGET_S=${BUDGET_S:-550}
 . scripts/gpu/common.sh
