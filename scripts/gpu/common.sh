@@ -26,6 +26,15 @@ train() {  # name, then stemsplit train arguments (COMMON first)
 
 rate() { grep -o '[0-9.]* it/s' $RUNS/$1.log | tail -1 | cut -d' ' -f1; }
 
+# a calibration run's flags: no step cap, no validation, no checkpoint before it is stopped
+UNCAPPED="--set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000"
+
+sized_steps() {  # share cap rate...: the steps the slowest rate (it/s; none yet: 4) reaches in
+  # $LEFT seconds times share, in whole minutes of 60 steps, at least 300 and at most cap (0: none)
+  local share=$1 cap=$2; shift 2
+  $PY -c "r=min([float(x) for x in '$*'.split()] or [4.0]); n=max(300, int(r * $LEFT * $share / 60) * 60); print(min(n, $cap) if $cap else n)"
+}
+
 wait_runs() {  # until every *_s?.pid run ends or BUDGET_S - $1 seconds have passed; then SIGTERM
   while [ $(elapsed) -lt $(( BUDGET_S - $1 )) ]; do
     local alive=0 p; for p in $RUNS/*_s?.pid; do kill -0 $(cat $p) 2>/dev/null && alive=1; done

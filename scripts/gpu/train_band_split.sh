@@ -31,7 +31,6 @@ declare -A LEVER=([c_mixc]="" [c_b32]="$B32" [w_b32]="$B32 $WIDE" [w_mixc]="$WID
 RUN=${RUN:-c_mixc c_b32 w_b32}   # the second call: RUN=w_mixc (the wide network at batch 16)
 MAX=${MAX_STEPS:-3600}
 
-UNCAPPED="--set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000"
 for r in $RUN; do for s in 1 2; do train cal_${r}_$s $C ${LEVER[$r]} $UNCAPPED; done; done
 sleep ${CAL_S:-30}
 declare -A R
@@ -40,10 +39,8 @@ for r in $RUN; do for s in 1 2; do
 done; done
 sleep 3
 LEFT=$(( BUDGET_S - $(elapsed) - 50 ))   # 50 s: the validations' share, stopping, copying
-# steps that the slowest of the named rates reaches in LEFT seconds (no rate yet: 4 it/s), in 60s
-steps() { $PY -c "r=min([float(x) for x in '$*'.split()] or [4.0]); print(min($MAX, max(300, int(r * $LEFT * 0.85 / 60) * 60)))"; }
 declare -A N   # one schedule per lever, from its slower seed; the batch-32 levers share theirs
-for r in $RUN; do N[$r]=$(steps ${R[${r}_1]:-} ${R[${r}_2]:-}); done
+for r in $RUN; do N[$r]=$(sized_steps 0.85 $MAX ${R[${r}_1]:-} ${R[${r}_2]:-}); done
 [ -n "${N[c_b32]:-}" ] && [ -n "${N[w_b32]:-}" ] && N[c_b32]=$(( N[c_b32] < N[w_b32] ? N[c_b32] : N[w_b32] )) && N[w_b32]=${N[c_b32]}
 echo "calibration at $(elapsed)s: $(for r in "${!R[@]}"; do echo -n "$r ${R[$r]} it/s; "; done)-> $(for r in $RUN; do echo -n "$r ${N[$r]} steps; "; done)$LEFT s left"
 for r in $RUN; do

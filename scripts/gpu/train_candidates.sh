@@ -31,7 +31,6 @@ else
       --set train.val_every_steps=400 --set train.checkpoint_every_steps=400
   done
   # calibration: the long runs' recipes, uncapped, for 40 seconds
-  UNCAPPED="--set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000"
   train cal_a $A $UNCAPPED; train cal_b $B $UNCAPPED
   sleep 45
   R_A=$(rate cal_a); R_B=$(rate cal_b)

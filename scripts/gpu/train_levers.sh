@@ -49,7 +49,6 @@ train chk_compile $A $SHORT --set train.compile=true
   -o $RUNS/chk_ddp $A $SHORT) > $RUNS/chk_ddp.log 2>&1 &
 echo $! > $RUNS/chk_ddp.pid
 
-UNCAPPED="--set train.max_steps=1000000 --set train.val_every_steps=1000000 --set train.checkpoint_every_steps=1000000"
 for r in "${!LEVER[@]}"; do train cal_$r $(recipe_of $r) ${LEVER[$r]} $UNCAPPED; done
 sleep ${CAL_S:-30}
 declare -A R
@@ -59,8 +58,7 @@ LEFT=$(( BUDGET_S - $(elapsed) - 60 ))   # 60 s: start-up, validations' share, c
 # (the first call sized every A run by the slowest, the pitch/tempo run, whose loader is CPU-bound:
 # 2.3 it/s with six workers beside thirteen other runs; that gave 780 steps, compared at equal steps)
 # no rate printed yet (a run not started in time) counts as 4 it/s, a quarter of the last call's
-steps() { $PY -c "r=min([float(x) for x in '$*'.split()] or [4.0]); print(max(300, int(r * $LEFT * 0.8 / 60) * 60))"; }
-N_A=$(steps ${R[a_base]} ${R[a_mixc]} ${R[a_warp]} ${R[a_mt]}); N_C=$(steps ${R[c_base]})
+N_A=$(sized_steps 0.8 0 ${R[a_base]} ${R[a_mixc]} ${R[a_warp]} ${R[a_mt]}); N_C=$(sized_steps 0.8 0 ${R[c_base]})
 echo "calibration at $(elapsed)s: $(for r in "${!R[@]}"; do echo -n "$r ${R[$r]} it/s; "; done)-> A $N_A steps, C $N_C; $LEFT s left"
 for r in "${!LEVER[@]}"; do
   n=$N_A; [ ${r:0:1} = c ] && n=$N_C
