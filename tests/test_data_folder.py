@@ -174,3 +174,18 @@ def test_a_run_interrupted_half_way_resumes(tmp_path, monkeypatch):
     resumed = prepare_folder(root, STEMS, options(tmp_path), valid_fraction=0)
     assert (resumed.added, resumed.reused) == (2, 2)
     assert PreparedDataset(tmp_path / "out").tracks("train") == ["t0", "t1", "t2", "t3"]
+
+
+def test_named_valid_tracks_are_held_out_and_the_licence_is_recorded(tmp_path):
+    root = tmp_path / "songs"
+    for i in range(4):
+        write_track(root / f"s{i}", stem_audio(i, frames=SR // 2))
+    terms = "CC0 1.0 for s0-s2; CC BY-NC-SA for s3"
+    report = prepare_folder(root, STEMS, options(tmp_path, licence=terms), valid_fraction=0.5,
+                            valid_tracks=("s1", "s3"))
+    assert report.splits == {"train": 2, "valid": 2}  # the named ones, not a draw of half
+    ds = PreparedDataset(tmp_path / "out")
+    assert ds.tracks("valid") == ["s1", "s3"] and ds.tracks("train") == ["s0", "s2"]
+    assert ds.meta["licence"] == terms
+    with pytest.raises(DataError, match="--valid-tracks: no track folder named 's9'; the tracks are: s0, s1"):
+        prepare_folder(root, STEMS, options(tmp_path, out=tmp_path / "o2"), valid_tracks=("s1", "s9"))

@@ -104,14 +104,15 @@ def _check_flags(sample_rate: Optional[int], dtype: str, limit: int, max_residua
 
 
 def _options(out: Path, config: Optional[Path], overrides: List[str], sample_rate: Optional[int],
-             dtype: str, limit: int, strict: bool, max_residual_db: float, silence_db: float):
+             dtype: str, limit: int, strict: bool, max_residual_db: float, silence_db: float, licence: str = ""):
     from stemsplit.data.checks import CheckOptions
     from stemsplit.pipelines.prepare import PrepareOptions
 
     cfg = config_or_exit(config, overrides)
     checks = CheckOptions(silence_db=silence_db, max_residual_db=max_residual_db, strict=strict)
     options = PrepareOptions(out=out, sample_rate=sample_rate or cfg.audio.sample_rate,
-                             channels=cfg.audio.channels, dtype=dtype, checks=checks, limit=limit)
+                             channels=cfg.audio.channels, dtype=dtype, checks=checks, limit=limit,
+                             licence=licence.strip())
     return cfg, options
 
 
@@ -128,6 +129,8 @@ _RESIDUAL = typer.Option(-20.0, "--max-residual-db", help="Warn about tracks who
                          "sum of the stems by more than this (dB relative to the mixture); --strict leaves "
                          "them out.")
 _SILENCE = typer.Option(-60.0, "--silence-db", help="A stem quieter than this (RMS dBFS) is reported as silent.")
+_LICENCE = typer.Option("", "--licence", help="The data's terms of use, recorded in dataset.json and in the "
+                        "metadata of every model trained on it (musdb and synth have their own by default).")
 _VERBOSE = typer.Option(False, "--verbose", "-v", help="List every track in the checks table.")
 
 
@@ -140,14 +143,15 @@ def prepare_musdb(
                                 "valid), test."),
     config: Optional[Path] = _CONFIG, overrides: List[str] = _SET, sample_rate: Optional[int] = _RATE,
     dtype: str = _DTYPE, limit: int = _LIMIT, strict: bool = _STRICT, max_residual_db: float = _RESIDUAL,
-    silence_db: float = _SILENCE, verbose: bool = _VERBOSE,
+    silence_db: float = _SILENCE, licence: str = _LICENCE, verbose: bool = _VERBOSE,
 ) -> None:
     """MUSDB18 (.stem.mp4) or MUSDB18-HQ (--wav) with the official train/valid/test splits."""
     require_extra("prepare musdb", *TRAIN_MODULES, "musdb")
     _check_flags(sample_rate, dtype, limit, max_residual_db, silence_db)
     from stemsplit.pipelines import prepare as pipeline
 
-    _, options = _options(out, config, overrides, sample_rate, dtype, limit, strict, max_residual_db, silence_db)
+    _, options = _options(out, config, overrides, sample_rate, dtype, limit, strict, max_residual_db, silence_db,
+                          licence)
     names = tuple(s.strip() for s in subsets.split(",") if s.strip())
     with user_errors(), PrepareUI() as ui:
         bad = [s for s in names if s not in ("train", "test")]
@@ -167,20 +171,24 @@ def prepare_folder(
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Share of tracks drawn for the valid "
                                          "split when there is no valid/ folder."),
     seed: int = typer.Option(0, "--seed", help="Seed of the valid-split draw."),
+    valid_tracks: str = typer.Option("", "--valid-tracks", help="Comma-separated track folder names that form "
+                                     "the valid split (held out of training), instead of a random draw."),
     config: Optional[Path] = _CONFIG, overrides: List[str] = _SET, sample_rate: Optional[int] = _RATE,
     dtype: str = _DTYPE, limit: int = _LIMIT, strict: bool = _STRICT, max_residual_db: float = _RESIDUAL,
-    silence_db: float = _SILENCE, verbose: bool = _VERBOSE,
+    silence_db: float = _SILENCE, licence: str = _LICENCE, verbose: bool = _VERBOSE,
 ) -> None:
     """Any folder of <track>/{vocals,drums,bass,other}.wav (+ mixture.wav), with per-track checks."""
     require_extra("prepare folder", *TRAIN_MODULES)
     _check_flags(sample_rate, dtype, limit, max_residual_db, silence_db, valid_fraction, seed)
     from stemsplit.pipelines import prepare as pipeline
 
-    cfg, options = _options(out, config, overrides, sample_rate, dtype, limit, strict, max_residual_db, silence_db)
+    cfg, options = _options(out, config, overrides, sample_rate, dtype, limit, strict, max_residual_db, silence_db,
+                            licence)
     stem_list = [s.strip().lower() for s in stems.split(",") if s.strip()] if stems else list(cfg.stems)
+    held_out = tuple(n.strip() for n in valid_tracks.split(",") if n.strip())
     with user_errors(), PrepareUI() as ui:
         report = pipeline.prepare_folder(root, stem_list, options, valid_fraction=valid_fraction, seed=seed,
-                                         reporter=ui)
+                                         reporter=ui, valid_tracks=held_out)
     _print_report(report, verbose)
 
 

@@ -55,7 +55,7 @@ class CacheWriter:
     """Write a prepared dataset: ``has_track``/``add_track`` per track, then ``finalize()``."""
 
     def __init__(self, root: Path, sample_rate: int, stems: list[str], source: str,
-                 dtype: str = "int16", settings: str = ""):
+                 dtype: str = "int16", settings: str = "", licence: str = ""):
         if dtype not in DTYPES:
             raise DataError(f"cache dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
         if not stems or len(set(stems)) != len(stems) or MIXTURE in stems:
@@ -64,6 +64,7 @@ class CacheWriter:
         self.sample_rate = int(sample_rate)
         self.stems = list(stems)
         self.source = source
+        self.licence = licence  # the source's terms, carried into the metadata of models trained on it
         self.dtype = dtype
         self.settings = settings  # anything else that decides an entry's content (e.g. check options)
         self.channels: int | None = None
@@ -168,6 +169,8 @@ class CacheWriter:
                 "splits": splits, "stats_key": stats_key, "stats_tracks": stats_tracks,
                 "tracks": {n: {k: v for k, v in rec.items() if k != "name"}
                            for n, rec in sorted(self._entries.items())}}
+        if self.licence:
+            meta["licence"] = self.licence
         try:
             (self.root / "stats").mkdir(exist_ok=True)
             reader = PreparedDataset(self.root, meta=meta)

@@ -80,13 +80,21 @@ def discover_folder(root: Path, stems: list[str]) -> list[FolderTrack]:
     return tracks
 
 
-def assign_splits(tracks: list[FolderTrack], valid_fraction: float, seed: int) -> dict[str, str]:
-    """track name -> split. Tracks under split folders keep theirs; with no valid/ folder a
-    random ``valid_fraction`` of the train tracks (at least one, when there are two or more)
-    becomes the valid split."""
+def assign_splits(tracks: list[FolderTrack], valid_fraction: float, seed: int,
+                  valid_tracks: tuple[str, ...] = ()) -> dict[str, str]:
+    """track name -> split. Tracks under split folders keep theirs. ``valid_tracks`` names the
+    tracks of the valid split outright (songs held out of training); otherwise, with no valid/
+    folder, a random ``valid_fraction`` of the train tracks (at least one, when there are two or
+    more) becomes the valid split."""
     if not 0.0 <= valid_fraction < 1.0:
         raise DataError(f"--valid-fraction {valid_fraction}: must be in [0, 1)")
     splits = {t.name: t.split or "train" for t in tracks}
+    if valid_tracks:
+        unknown = [n for n in valid_tracks if n not in splits]
+        if unknown:
+            raise DataError(f"--valid-tracks: no track folder named {unknown[0]!r}; the tracks are: "
+                            f"{', '.join(sorted(splits))}")
+        return {n: "valid" if n in valid_tracks else s for n, s in splits.items()}
     if any(t.split == "valid" for t in tracks) or valid_fraction == 0:
         return splits
     train = sorted(n for n, s in splits.items() if s == "train")
@@ -134,10 +142,10 @@ def _load(track: FolderTrack, stems: list[str], options: CheckOptions, check: Tr
 
 
 def folder_tracks(root: Path, stems: list[str], valid_fraction: float, seed: int,
-                  options: CheckOptions) -> list[SourceTrack]:
+                  options: CheckOptions, valid_tracks: tuple[str, ...] = ()) -> list[SourceTrack]:
     """The tracks of a folder dataset, ready for ``prepare``."""
     found = discover_folder(root, stems)
-    splits = assign_splits(found, valid_fraction, seed)
+    splits = assign_splits(found, valid_fraction, seed, valid_tracks)
     out = []
     for track in found:
         parts = sorted((part, paths[0]) for part, paths in track.files.items())

@@ -24,6 +24,8 @@ from stemsplit.data.cache import DataError
 from stemsplit.data.checks import CheckOptions, TrackCheck, check_audio
 from stemsplit.data.sources import LoadedTrack, SourceTrack, hash_files
 
+MUSDB_LICENCE = "MUSDB18: academic, non-commercial use only (sigsep.github.io/datasets/musdb.html)"
+
 MUSDB_STEMS = ["vocals", "drums", "bass", "other"]
 _HQ_FILES = ["mixture", *MUSDB_STEMS]
 
