@@ -1,6 +1,8 @@
 """Fine-tuning: train.init_from starts a new run from another run's weights."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -44,3 +46,24 @@ def test_init_from_another_architecture_is_a_config_error(corpus, tmp_path):
     with pytest.raises(ConfigError, match="do not fit this config's model"):
         _run(corpus, tmp_path / "bigger", extra=[f"train.init_from={tmp_path / 'pre' / 'last.ckpt'}",
                                                  "model.hidden_size=32"])
+
+
+def test_a_fine_tune_records_every_dataset_its_weights_saw(tmp_path):
+    licensed = make_corpus(tmp_path / "musdb_like", n_train=2, n_valid=1, seed=3)
+    extra = make_corpus(tmp_path / "extra", n_train=2, n_valid=0, seed=4)
+    for folder, terms in ((licensed, "terms A"), (extra, "terms B")):  # as prepare --licence writes them
+        data = json.loads((folder / "dataset.json").read_text())
+        data.update(licence=terms, source=f"folder:{folder}")
+        (folder / "dataset.json").write_text(json.dumps(data))
+    run_train(TrainOptions(config=CONFIGS / "lstm.yaml", data=licensed, out=tmp_path / "pre", device="cpu",
+                           overrides=TINY["lstm"] + FAST + ["train.max_steps=2"]))
+    run_train(TrainOptions(config=CONFIGS / "lstm.yaml", data=licensed, out=tmp_path / "tuned", device="cpu",
+                           overrides=TINY["lstm"] + FAST + ["train.max_steps=1",
+                                                            f"train.init_from={tmp_path / 'pre' / 'best.ckpt'}",
+                                                            f"data.extra=[{extra}]"]))
+    pre = read_checkpoint(tmp_path / "pre" / "best.ckpt")["meta"]
+    tuned = read_checkpoint(tmp_path / "tuned" / "last.ckpt")["meta"]
+    assert [d["licence"] for d in pre["datasets"]] == ["terms A"]
+    # the pretraining set once (it is also this run's --data), then the extra one
+    assert [(d["licence"], d["train_tracks"]) for d in tuned["datasets"]] == [("terms A", 2), ("terms B", 2)]
+    assert tuned["init_from"]["best_step"] == pre["best_step"] and tuned["init_from"]["train_minutes"] >= 0

@@ -76,17 +76,30 @@ def open_datasets(primary: Path, cfg: Config) -> list[PreparedDataset]:
     return datasets
 
 
-def initial_weights(cfg: Config) -> dict | None:
-    """``train.init_from``'s weights (fine-tuning a pretrained run), checked against the config."""
+def initial_weights(cfg: Config) -> tuple[dict | None, dict]:
+    """``train.init_from``'s weights (fine-tuning a pretrained run), checked against the config,
+    and its metadata (``{}`` without one)."""
     if not cfg.train.init_from:
-        return None
+        return None, {}
     path = Path(cfg.train.init_from).expanduser()
     ckpt = read_checkpoint(path)
     theirs = ckpt.get("model", {}).get("name")
     if theirs != cfg.model.name:
         raise ConfigError(f"train.init_from: {path} holds a {theirs!r} model, the config builds {cfg.model.name!r}; "
                           "fine-tune from a checkpoint of the same architecture")
-    return ckpt["state_dict"]
+    return ckpt["state_dict"], dict(ckpt.get("meta", {}))
+
+
+def describe_datasets(datasets: list[PreparedDataset], init_meta: dict) -> list[dict]:
+    """What the weights saw: each dataset's source, licence and train tracks, those of the run
+    they were fine-tuned from first (a source listed once)."""
+    seen: list[dict] = [dict(d) for d in init_meta.get("datasets", [])]
+    for ds in datasets:
+        entry = {"source": ds.meta.get("source", str(ds.root)), "licence": ds.meta.get("licence", ""),
+                 "train_tracks": len(ds.tracks("train"))}
+        if all(d.get("source") != entry["source"] for d in seen):
+            seen.append(entry)
+    return seen
 
 
 def _new_run(opts: TrainOptions, ctx: DistContext) -> tuple[Config, Path, Path, dict]:
@@ -146,7 +159,12 @@ def run_train(opts: TrainOptions, on_step: Callable[[int], None] | None = None) 
         else:
             cfg, data, run_dir, meta = _new_run(opts, ctx)
         datasets = open_datasets(data, cfg)
-        init = initial_weights(cfg) if resume is None else None
+        init, init_meta = initial_weights(cfg) if resume is None else (None, {})
+        if resume is None:
+            meta["datasets"] = describe_datasets(datasets, init_meta)
+        if init is not None:  # the stage it grew from, for the steps and minutes it really took
+            meta["init_from"] = {"checkpoint": cfg.train.init_from, "best_step": init_meta.get("best_step"),
+                                 "train_minutes": init_meta.get("train_minutes")}
         barrier(ctx)
         # models fitted without gradients (the contract's trained_by) take the fitting loop
         runner = Fitter if model_class(cfg.model.name).trained_by == "fit" else Trainer
