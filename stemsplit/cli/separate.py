@@ -61,10 +61,11 @@ def _list_models() -> None:
         rows.append([m["name"] + (" (default)" if m["default"] else ""), m.get("architecture", "?"),
                      f"{m['size_mb']} MB", ",".join(m.get("stems", [])),
                      " ".join(f"{k} {v:.2f}" for k, v in scores.items()) or "-",
+                     f"{m['ood_gsdr_dbo']:.2f}" if m.get("ood_gsdr_dbo") is not None else "-",
                      f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-",
                      m.get("trained_on", "-")])
-    header = ["name", "architecture", "size", "stems", "valid SDR (dB) per stem", "speed (x real time)",
-              "trained on"]
+    header = ["name", "architecture", "size", "stems", "valid SDR (dB) per stem",
+              "out of domain d/b/o gSDR (dB)", "speed (x real time)", "trained on"]
     if not is_tty():  # tab-separated for scripts
         for row in [header] + rows:
             typer.echo("\t".join(row))
