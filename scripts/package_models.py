@@ -244,8 +244,9 @@ def ensemble(name: str, members: list[str], data: Path, split: str, step: float,
         ckpt = read(path)
         entries = [reg["models"][m] for m in members]
         ckpt["meta"].update({
-            "training_data": " + ".join(dict.fromkeys(e["training_data"] for e in entries)),
-            "licence": " + ".join(dict.fromkeys(e["licence"] for e in entries)),
+            "training_data": " | ".join(f"{m}: {e['training_data']}" for m, e in zip(members, entries)),
+            # each member's "; "-separated licences, each once
+            "licence": "; ".join(dict.fromkeys(p for e in entries for p in e["licence"].split("; "))),
             "trained_on_summary": "ensemble of " + " + ".join(f"{m} ({e['trained_on']})" for m, e in zip(members, entries)),
             "recipe": "stemsplit/pretrained/recipes.yaml (ensembles)"})
         atomic_torch_save(ckpt, path)

@@ -15,7 +15,7 @@ import yaml
 
 RECIPES = Path(__file__).resolve().parent.parent / "stemsplit" / "pretrained" / "recipes.yaml"
 MUSDB_DESCRIPTION = ("MUSDB18 train subset as 7-second excerpts (musdb18-7): the 80 tracks of "
-                     "musdb's train split; its 14-track valid split held out for validation")
+                     "musdb's train split, its 14-track valid split held out for validation")
 KNOWN_KEYS = {"config", "set", "ship", "init_from", "extra_data"}
 
 
