@@ -76,6 +76,25 @@ def test_a_default_model_ships():
         assert {"architecture", "stems", "valid_sdr", "speed_x_realtime", "training_data", "licence"} <= set(m)
 
 
+def test_each_checkpoint_names_the_licence_of_every_dataset_it_saw():
+    from stemsplit.checkpoint import read_checkpoint
+
+    folder = Path(pretrained.__file__).parent
+    fine_tuned_on_more = []
+    for m in SHIPPED:
+        meta = read_checkpoint(folder / pretrained.registry()["models"][m["name"]]["file"])["meta"]
+        assert meta["licence"] == m["licence"] and "MUSDB18" in meta["licence"]
+        for dataset in meta.get("datasets", []):
+            assert dataset["licence"] and dataset["licence"] in meta["licence"], (m["name"], dataset)
+        if len(meta.get("datasets", [])) > 1:
+            fine_tuned_on_more.append(m["name"])
+    # the multitracks' terms travel with the model trained on them (and the ensemble holding it)
+    assert "band_split_wide" in fine_tuned_on_more
+    wide = pretrained.registry()["models"]["band_split_wide"]
+    assert "Cambridge-MT" in wide["licence"] and "CC BY-NC-SA" in wide["licence"]
+    assert "Cambridge-MT" in pretrained.registry()["models"]["ensemble"]["licence"]
+
+
 @pytest.mark.parametrize("name", [m["name"] for m in SHIPPED])
 def test_every_shipped_model_has_its_onnx_file_sharing_the_checkpoint_weights(name):
     from stemsplit.separation.onnx_runner import load_onnx_runner
@@ -184,3 +203,4 @@ def test_list_models_shows_every_shipped_model_with_its_scores():
     for m in SHIPPED:
         row = next(line for line in lines if line.startswith(m["name"]))
         assert f"vocals {m['valid_sdr']['vocals']:.2f}" in row and "MUSDB18-7" in row
+        assert f"{m['ood_gsdr_dbo']:.2f}" in row.split("\t")  # the held-out multitrack songs
