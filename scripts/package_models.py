@@ -47,13 +47,14 @@ sys.path.insert(0, str(HERE.parent))
 import recipes_book  # noqa: E402
 from stemsplit.atomic import write_text_atomic  # noqa: E402
 from stemsplit.checkpoint import atomic_torch_save, read_checkpoint  # noqa: E402
+from stemsplit.data.musdb import MUSDB_LICENCE  # noqa: E402
 from stemsplit.models import build_model  # noqa: E402
 from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  # noqa: E402
 
 PRETRAINED = HERE.parent / "stemsplit" / "pretrained"
 REGISTRY = PRETRAINED / "registry.json"
 TRAINING_DATA = recipes_book.MUSDB_DESCRIPTION  # checkpoints that predate the "datasets" record
-LICENCE = "MUSDB18: academic, non-commercial use only (sigsep.github.io/datasets/musdb.html)"
+LICENCE = MUSDB_LICENCE  # likewise
 STEMS = ("vocals", "drums", "bass", "other")
 OOD_STEMS = ("drums", "bass", "other")  # the quality issue's out-of-domain bar averages these three
 MIN_DEFAULT_SPEED = 50.0  # x real time on a 3-minute song, whole process, as users run it (ONNX Runtime):

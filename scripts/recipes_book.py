@@ -60,9 +60,11 @@ def ensemble_lines(book: dict) -> list[str]:
 
 def _describe(dataset: dict) -> str:
     kind, _, where = str(dataset.get("source", "")).partition(":")
-    if kind.startswith("musdb18"):
-        return MUSDB_DESCRIPTION
-    return f"{Path(where).name or kind} ({kind}): {dataset.get('train_tracks', '?')} training tracks"
+    tracks = dataset.get("train_tracks", "?")
+    if kind.startswith("musdb18"):  # musdb18-7, the full MUSDB18 or MUSDB18-HQ: the folder says which
+        return (f"MUSDB18 ({Path(where).name}): the {tracks} tracks of musdb's train split, its valid split "
+                "held out for validation")
+    return f"{Path(where).name or kind} ({kind}): {tracks} training tracks"
 
 
 def training_data_and_licence(meta: dict, default_data: str, default_licence: str) -> tuple[str, str]:

@@ -48,7 +48,8 @@ def test_training_data_and_licence_come_from_every_dataset_the_weights_saw():
         {"source": "musdb18:/x/musdb18-7", "licence": "MUSDB18: academic", "train_tracks": 80},
         {"source": "folder:/y/multitracks", "licence": "CC0 and CC BY-NC-SA", "train_tracks": 11}]}
     data, licence = recipes_book.training_data_and_licence(meta, "default data", "default licence")
-    assert data == recipes_book.MUSDB_DESCRIPTION + "; multitracks (folder): 11 training tracks"
+    assert data == ("MUSDB18 (musdb18-7): the 80 tracks of musdb's train split, its valid split held out for "
+                    "validation; multitracks (folder): 11 training tracks")
     assert licence == "MUSDB18: academic; CC0 and CC BY-NC-SA"
     # checkpoints from before the datasets record: trained on MUSDB18 alone
     assert recipes_book.training_data_and_licence({}, "d", "l") == ("d", "l")
