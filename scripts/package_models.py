@@ -53,8 +53,6 @@ from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  
 
 PRETRAINED = HERE.parent / "stemsplit" / "pretrained"
 REGISTRY = PRETRAINED / "registry.json"
-TRAINING_DATA = recipes_book.MUSDB_DESCRIPTION  # checkpoints that predate the "datasets" record
-LICENCE = MUSDB_LICENCE  # likewise
 STEMS = ("vocals", "drums", "bass", "other")
 OOD_STEMS = ("drums", "bass", "other")  # the quality issue's out-of-domain bar averages these three
 MIN_DEFAULT_SPEED = 50.0  # x real time on a 3-minute song, whole process, as users run it (ONNX Runtime):
@@ -81,7 +79,9 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
     for local in ("data_root", "trained_on"):  # paths on the training machine mean nothing elsewhere
         meta.pop(local, None)
     command = run_info.get("command", [])
-    training_data, licence = recipes_book.training_data_and_licence(meta, TRAINING_DATA, LICENCE)
+    # checkpoints that predate the "datasets" record were trained on MUSDB18 alone
+    training_data, licence = recipes_book.training_data_and_licence(meta, recipes_book.MUSDB_DESCRIPTION,
+                                                                    MUSDB_LICENCE)
     meta.update({
         "name": name,
         "training_data": training_data,
