@@ -6,7 +6,10 @@
 Runs on the lent GPU machine, which has torch but neither ffmpeg nor stemsplit's install:
 soundfile (carried as a wheel) decodes the Opus at 48 kHz, torchaudio resamples it to the
 dataset's rate, and the stems are stored as the int16 arrays with per-part scales that
-stemsplit's reader expects. A train track's mixture is the sum of its stems.
+stemsplit's reader expects. A train track's mixture is the sum of its stems. The reader takes
+each part's scale from dataset.json, so the new scales are written there too: the packed copy
+carries the original int16's scales, and a silent stem (scale 1.0) that decodes to faint noise
+would otherwise come back at full scale, thousands of times louder than the mixture.
 """
 from __future__ import annotations
 
@@ -42,7 +45,8 @@ def store(audio: np.ndarray, path: Path) -> float:
     return scale
 
 
-def unpack_track(args: tuple[Path, Path, list[str], int]) -> None:
+def unpack_track(args: tuple[Path, Path, list[str], int]) -> tuple[str, dict[str, float]]:
+    """One packed track folder -> (track name, the scales of its stored parts)."""
     src, dst, stems, sample_rate = args
     track = json.loads((src / "track.json").read_text())
     dst.mkdir(parents=True, exist_ok=True)
@@ -56,6 +60,7 @@ def unpack_track(args: tuple[Path, Path, list[str], int]) -> None:
     scales["mixture"] = store(mixture, dst / "mixture.npy")
     track["scales"] = scales
     (dst / "track.json").write_text(json.dumps(track, indent=1))
+    return track["name"], scales
 
 
 def main() -> None:
@@ -64,14 +69,15 @@ def main() -> None:
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
-    shutil.copy(src / "dataset.json", dst / "dataset.json")
     if (src / "stats").is_dir():
         shutil.copytree(src / "stats", dst / "stats")
     jobs = [(t.parent, dst / t.parent.relative_to(src), list(meta["stems"]), meta["sample_rate"])
             for t in sorted(src.glob("tracks/*/track.json"))]
     torch.set_num_threads(1)
     with ProcessPoolExecutor(max_workers=8) as pool:
-        list(pool.map(unpack_track, jobs))
+        for name, scales in pool.map(unpack_track, jobs):
+            meta["tracks"][name]["scales"] = scales
+    (dst / "dataset.json").write_text(json.dumps(meta, indent=1))
     print(f"unpacked {len(jobs)} tracks into {dst}", flush=True)
 
 
