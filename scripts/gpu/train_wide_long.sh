@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Issue 13: the wide band-split network on a long schedule, with and without the multitracks
-# from the first step, two seeds each, on one lent GPU inside one device call.
+# Issue 13: the wide band-split network with and without the multitracks from the first step,
+# and a larger network, two seeds each, on one lent GPU inside one device call.
 #
-#   run (device tool): BUDGET_S=500 bash scripts/gpu/train_wide_long.sh
+#   run (device tool): BUDGET_S=470 bash scripts/gpu/train_wide_long.sh            (first call)
+#                      RUN=h_mt CAL_S=20 BUDGET_S=330 bash scripts/gpu/train_wide_long.sh  (second)
 #   carry: [.gpu/src, .gpu/musdb7, .gpu/mt, .gpu/whl]      (.gpu/ is described in common.sh;
 #   mt/ is `scripts/gpu/pack_dataset.py data/multitracks .gpu/mt --bitrate 56k --max-seconds 90`:
 #   the eleven training songs, 90 s of each, with the two held-out songs left out)
 #
 # The baseline is the shipped default's GPU stage, w_mixc (train_band_split.sh: recipe C, mixture
-# consistency, feature and hidden size 96, 2580 steps, MUSDB only). Both levers keep everything
-# else and take the longest schedule the deadline allows, the same for all four runs:
-#   w_long   MUSDB only: does the wide network gain from more steps?
+# consistency, feature and hidden size 96, 2580 steps, MUSDB only). Every run keeps everything
+# else and takes the longest schedule the deadline allows, the same for all runs of a call
+# (measured: 2400 steps for the first call's four, 1500 for the second's two):
+#   w_long   MUSDB only, the baseline's data on this call's schedule
 #   w_mt     30 % of the excerpts from the multitracks (data.weights [0.7, 0.3], the share that
 #            cost nothing on valid as a CPU fine-tune), from the first step
-# Steps: unpack; a CAL_S-second calibration of the four runs side by side; size one schedule
+#   h_mt     a larger network for a slower `--model hq` entry: feature and hidden size 128,
+#            three blocks (4.11M parameters), with w_mt's data
+# Steps: unpack; a CAL_S-second calibration of the call's runs side by side; size one schedule
 # from the slowest rate so it ends before BUDGET_S; stop what is left at the deadline; bring
 # back every best checkpoint (fp16) and every log. A dry run on a 2-core CPU:
 #   RUN=w_mt MAX_STEPS=12 CAL_S=20 BUDGET_S=200 DEVICE=cpu SKIP_WHEELS=1 PY=$PWD/.venv/bin/python
