@@ -6,7 +6,8 @@
 #                      RUN=h_mt CAL_S=20 BUDGET_S=330 bash scripts/gpu/train_wide_long.sh  (second)
 #   carry: [.gpu/src, .gpu/musdb7, .gpu/mt, .gpu/whl]      (.gpu/ is described in common.sh;
 #   mt/ is `scripts/gpu/pack_dataset.py data/multitracks .gpu/mt --bitrate 56k --max-seconds 90`:
-#   the eleven training songs, 90 s of each, with the two held-out songs left out)
+#   the middle 90 s of each song; training draws only from the train split, so the two held-out
+#   songs, the valid split of data/multitracks, are never trained on)
 #
 # The baseline is the shipped default's GPU stage, w_mixc (train_band_split.sh: recipe C, mixture
 # consistency, feature and hidden size 96, 2580 steps, MUSDB only). Every run keeps everything
