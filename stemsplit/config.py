@@ -89,6 +89,10 @@ class DataConfig:
     extra: list[str] = field(default_factory=list)  # additional prepared datasets for training
     # sampling share of each training dataset (--data first, then extra); empty: by duration
     weights: list[float] = field(default_factory=list)
+    # a final fit: --data's valid split is trained on too (the extra datasets' valid splits stay
+    # held out). Its validation scores then measure nothing held out: fix the step count from a
+    # run without it and keep its last checkpoint
+    train_on_valid: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -236,3 +236,20 @@ def test_stem_dropout_silences_stems_but_never_all(coded):
     assert torch.equal(mix, src.sum(0))       # the mixture is what is left
     plain = ExcerptDataset([coded], "train", STEMS, 500, 20, NO_AUG, seed=0)
     assert not any(float(plain[i][1][s].abs().max()) == 0.0 for i in range(20) for s in range(4))
+
+
+def test_primary_extra_splits_draw_the_first_datasets_valid_tracks_only(coded, tmp_path):
+    """A final fit on train+valid: the first dataset's valid track joins the draws; another
+    dataset's valid tracks (out-of-domain checks) never do."""
+    writer = CacheWriter(tmp_path / "other", coded.sample_rate, STEMS, source="test")
+    writer.add_track("o_train", "train", {s: np.full((2, 3000), 0.5, np.float32) for s in STEMS})
+    writer.add_track("o_valid", "valid", {s: np.full((2, 3000), 0.5, np.float32) for s in STEMS})
+    writer.finalize()
+    other = PreparedDataset(tmp_path / "other")
+    plain = ExcerptDataset([coded, other], "train", STEMS, 1000, 400, NO_AUG, seed=1)
+    final = ExcerptDataset([coded, other], "train", STEMS, 1000, 400, NO_AUG, seed=1,
+                           primary_extra_splits=("valid",))
+    assert (0, "t5") not in plain.items and (0, "t5") in final.items
+    assert (1, "o_valid") not in final.items and (1, "o_train") in final.items
+    drawn = {_decode(final[i][1])[0] for i in range(200) if final.items[final._draw_position(final._rng(i), 1000)[0]][0] == 0}
+    assert 5 in drawn  # track t5, the valid one, is really read

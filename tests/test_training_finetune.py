@@ -67,3 +67,18 @@ def test_a_fine_tune_records_every_dataset_its_weights_saw(tmp_path):
     # the pretraining set once (it is also this run's --data), then the extra one
     assert [(d["licence"], d["train_tracks"]) for d in tuned["datasets"]] == [("terms A", 2), ("terms B", 2)]
     assert tuned["init_from"]["best_step"] == pre["best_step"] and tuned["init_from"]["train_minutes"] >= 0
+
+
+def test_a_final_fit_on_train_and_valid_says_so_in_its_metadata(tmp_path):
+    """data.train_on_valid: the first dataset's valid tracks count as trained on, recorded also
+    in a fine-tune of it that does not set the option itself."""
+    data = make_corpus(tmp_path / "ds", n_train=2, n_valid=1, seed=5)
+    run_train(TrainOptions(config=CONFIGS / "lstm.yaml", data=data, out=tmp_path / "fit", device="cpu",
+                           overrides=TINY["lstm"] + FAST + ["train.max_steps=2", "data.train_on_valid=true"]))
+    fit = read_checkpoint(tmp_path / "fit" / "last.ckpt")["meta"]["datasets"]
+    assert [(d["train_tracks"], d.get("valid_trained_on")) for d in fit] == [(3, True)]
+    run_train(TrainOptions(config=CONFIGS / "lstm.yaml", data=data, out=tmp_path / "tuned", device="cpu",
+                           overrides=TINY["lstm"] + FAST + ["train.max_steps=1",
+                                                            f"train.init_from={tmp_path / 'fit' / 'last.ckpt'}"]))
+    tuned = read_checkpoint(tmp_path / "tuned" / "last.ckpt")["meta"]["datasets"]
+    assert [(d["train_tracks"], d.get("valid_trained_on")) for d in tuned] == [(3, True)]

@@ -38,7 +38,7 @@ class ExcerptDataset(Dataset):
 
     def __init__(self, datasets: list[PreparedDataset], split: str, stems: list[str],
                  excerpt_frames: int, samples_per_epoch: int, augment: AugmentConfig | None,
-                 seed: int, weights: list[float] | None = None):
+                 seed: int, weights: list[float] | None = None, primary_extra_splits: tuple[str, ...] = ()):
         if not datasets:
             raise DataError("no prepared dataset was given to read excerpts from")
         if excerpt_frames <= 0 or samples_per_epoch <= 0:
@@ -66,10 +66,13 @@ class ExcerptDataset(Dataset):
         # (dataset index, track name) per track, drawn in proportion to length
         self.items: list[tuple[int, str]] = []
         lengths = []
+        # primary_extra_splits: more splits of the first dataset to draw from (a final fit on
+        # train+valid), never of the others, whose valid splits are out-of-domain checks
         for d, ds in enumerate(self.datasets):
-            for name in ds.tracks(split):
-                self.items.append((d, name))
-                lengths.append(ds.track_length(name))
+            for part in (split, *primary_extra_splits) if d == 0 else (split,):
+                for name in ds.tracks(part):
+                    self.items.append((d, name))
+                    lengths.append(ds.track_length(name))
         if not self.items:
             raise DataError(f"split {split!r} holds no tracks in {', '.join(str(d.root) for d in datasets)}")
         self._cumulative = np.cumsum(self._draw_weights(lengths, weights))

@@ -90,15 +90,23 @@ def initial_weights(cfg: Config) -> tuple[dict | None, dict]:
     return ckpt["state_dict"], dict(ckpt.get("meta", {}))
 
 
-def describe_datasets(datasets: list[PreparedDataset], init_meta: dict) -> list[dict]:
+def describe_datasets(datasets: list[PreparedDataset], init_meta: dict, train_on_valid: bool = False) -> list[dict]:
     """What the weights saw: each dataset's source, licence and train tracks, those of the run
-    they were fine-tuned from first (a source listed once)."""
+    they were fine-tuned from first (a source listed once). A final fit (``data.train_on_valid``)
+    marks the first dataset ``valid_trained_on``, also when only the stage it grew from was one."""
     seen: list[dict] = [dict(d) for d in init_meta.get("datasets", [])]
-    for ds in datasets:
+    for i, ds in enumerate(datasets):
+        on_valid = train_on_valid and i == 0
         entry = {"source": ds.meta.get("source", str(ds.root)), "licence": ds.meta.get("licence", ""),
-                 "train_tracks": len(ds.tracks("train"))}
-        if all(d.get("source") != entry["source"] for d in seen):
+                 "train_tracks": len(ds.tracks("train")) + (len(ds.tracks("valid")) if on_valid else 0)}
+        if on_valid:
+            entry["valid_trained_on"] = True
+        same = [d for d in seen if d.get("source") == entry["source"]]
+        if not same:
             seen.append(entry)
+        elif on_valid:
+            same[0].update(train_tracks=max(same[0].get("train_tracks", 0), entry["train_tracks"]),
+                           valid_trained_on=True)
     return seen
 
 
@@ -161,7 +169,7 @@ def run_train(opts: TrainOptions, on_step: Callable[[int], None] | None = None) 
         datasets = open_datasets(data, cfg)
         init, init_meta = initial_weights(cfg) if resume is None else (None, {})
         if resume is None:
-            meta["datasets"] = describe_datasets(datasets, init_meta)
+            meta["datasets"] = describe_datasets(datasets, init_meta, cfg.data.train_on_valid)
         if init is not None:  # the stage it grew from, for the steps and minutes it really took
             meta["init_from"] = {"checkpoint": cfg.train.init_from, "best_step": init_meta.get("best_step"),
                                  "train_minutes": init_meta.get("train_minutes")}

@@ -69,6 +69,9 @@ class Trainer:
         self.with_acc = self.loss_fn.reports_accuracy
         self.tb = TensorBoardLog(self.run_dir) if cfg.train.tensorboard and ctx.is_main else None
         self.data = build_data_parts(cfg, datasets, ctx)
+        if cfg.data.train_on_valid:
+            self._early.append(f"final fit: training on the valid split of {self.dataset.root} too, so this run's "
+                               "validation scores are not held out; keep last.ckpt at a step count fixed beforehand")
         self.parts = build_model_parts(cfg, self.loss_fn, ctx, self.dataset,
                                        resume["state_dict"] if resume else init_state, self._say_early)
         t = cfg.train

@@ -113,7 +113,8 @@ def build_data_parts(cfg: Config, datasets: list[PreparedDataset], ctx: DistCont
     frames = excerpt_samples(cfg)
     b = cfg.train.batch_size
     train_set = ExcerptDataset(datasets, "train", cfg.stems, frames, cfg.data.samples_per_epoch,
-                               cfg.data.augment, cfg.train.seed, weights=cfg.data.weights or None)
+                               cfg.data.augment, cfg.train.seed, weights=cfg.data.weights or None,
+                               primary_extra_splits=("valid",) if cfg.data.train_on_valid else ())
     sampler = ResumableSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank,
                                seed=cfg.train.seed, batch_size=b)
     steps_per_epoch = sampler.num_samples // b
