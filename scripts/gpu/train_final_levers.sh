@@ -88,10 +88,11 @@ chain() {  # seed: pretrain on the generated songs, then the control's schedule 
 for s in 1 2; do chain $s & echo $! > $RUNS/chain_s$s.pid; done
 wait_runs 40
 
-half() {  # checkpoint, out: as the package stores it (fp16)
+half() {  # checkpoint, out: as the package stores it (fp16, without a last.ckpt's optimizer state)
   $PY - "$1" "$2" <<'PY'
 import sys, torch
 c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+c.pop("train_state", None)
 c["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in c["state_dict"].items()}
 torch.save(c, sys.argv[2])
 PY
