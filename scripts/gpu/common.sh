@@ -3,7 +3,8 @@
 # .gpu/ (ignored by git, made here before the call):
 #   src/      stemsplit's code at a fixed commit (git archive, without the shipped weights)
 #   musdb7/   MUSDB18-7 packed by scripts/gpu/pack_dataset.py (and mt/, the multitracks, if used)
-#   whl/      soundfile, cffi, pycparser wheels (the machine has torch, typer, rich, yaml)
+#   whl/      soundfile, cffi, pycparser wheels (the machine has torch, typer, rich, yaml), and soxr
+#             for the scripts that prepare audio there (train_final_levers.sh: `prepare synth`)
 # The caller sets BUDGET_S (seconds for the whole script) before sourcing this.
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
