@@ -11,6 +11,7 @@ import torch
 
 from conftest import CONFIGS, TINY, tiny_config
 from stemsplit.checkpoint import load_checkpoint, read_checkpoint
+from stemsplit.config import ConfigError
 from stemsplit.models import build_model
 from stemsplit.pipelines.train import TrainOptions, run_train
 from stemsplit.training import loop as loop_module
@@ -194,3 +195,19 @@ def test_early_stopping(corpus, tmp_path, monkeypatch):
     result = run_train(_options("lstm", corpus, tmp_path / "run",
                                 ["train.val_every_steps=1", "train.early_stopping_patience=2"]))
     assert result.stopped_by == "early_stopping" and result.step == 3 and result.best_step == 1
+
+
+def test_a_final_fit_keeps_its_latest_validation_as_best(corpus, tmp_path, monkeypatch):
+    """data.train_on_valid: falling validation scores (on tracks it trains on) choose nothing;
+    a plain run keeps its first, highest one."""
+    scores = iter([3.0, 2.0, 1.0] * 2)
+    monkeypatch.setattr(loop_module, "validate", lambda *a, **k: ValResult(
+        loss=1.0, sdr={s: next(scores) if s == "vocals" else 1.0 for s in ("vocals", "drums", "bass", "other")}))
+    plain = run_train(_options("lstm", corpus, tmp_path / "plain", ["train.val_every_steps=1", "train.max_steps=3"]))
+    final = run_train(_options("lstm", corpus, tmp_path / "final", ["train.val_every_steps=1", "train.max_steps=3",
+                                                                    "data.train_on_valid=true"]))
+    assert plain.best_step == 1 and final.best_step == 3
+    assert read_checkpoint(tmp_path / "final" / "best.ckpt")["meta"]["best_step"] == 3
+    with pytest.raises(ConfigError, match="data.train_on_valid: a final fit may not steer"):
+        run_train(_options("lstm", corpus, tmp_path / "stops", ["data.train_on_valid=true",
+                                                                "train.early_stopping_patience=2"]))

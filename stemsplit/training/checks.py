@@ -41,4 +41,7 @@ def check_train_config(cfg: Config) -> None:
                               "per dataset, --data first and then each data.extra")
         if min(d.weights) < 0 or sum(d.weights) <= 0:
             raise ConfigError(f"data.weights: {d.weights} must be >= 0 with a positive sum")
+    if d.train_on_valid and (t.early_stopping_patience or t.schedule == "plateau"):
+        raise ConfigError("data.train_on_valid: a final fit may not steer by its validation, which it trains on; "
+                          "set train.early_stopping_patience=0 and a cosine or constant train.schedule")
     resolve_loss(cfg)
