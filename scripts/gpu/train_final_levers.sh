@@ -22,6 +22,12 @@
 #            the held-out multitrack songs only (after the CPU fine-tune of the shipped recipe)
 # Back in $OUT (8 files at most): sub66_s?.ckpt and syn_s?.ckpt (best, like the control),
 # tv_s?.ckpt (last), pre.tar (the two pretrained stages' last checkpoints), logs.tar.gz.
+# Measured on an H200 (README, fifth round): generating and preparing the songs took 233 s,
+# 45 s of it generating, and the four trainings beside it ran at 3.7 it/s meanwhile instead of
+# about 8, so the deadline left 300 pretraining steps and the syn runs stopped near step 1200 of
+# 2400; a second call finished them (`stemsplit train --resume /tmp/runs/syn_s1`, the machine
+# still warm, carry [.gpu/src]). The generators now run on one thread each (OMP_NUM_THREADS=1),
+# which should shorten the preparing; not yet measured there.
 # A dry run on a 2-core CPU:
 #   STEPS=6 PRE_STEPS=4 SYNTH_TRACKS=2 SYNTH_SECONDS=8 BUDGET_S=400 DEVICE=cpu SKIP_WHEELS=1
 #   PY=$PWD/.venv/bin/python OUT=/tmp/out EXTRA="--set train.batch_size=2 --set train.val_tracks=1
@@ -57,10 +63,10 @@ for s in 1 2; do
   (COMMON="--data /tmp/musdb66 ${COMMON#--data /tmp/musdb7}"; train sub66_s$s $W $SCHED --set train.seed=$s)
 done
 
-# the generated songs, six generators side by side (one core each)
+# the generated songs, six generators side by side (one thread each)
 GEN=""
 for g in 1 2 3 4 5 6; do
-  (cd /tmp && $PY -m stemsplit prepare synth --tracks ${SYNTH_TRACKS:-20} --seconds ${SYNTH_SECONDS:-30} \
+  (cd /tmp && OMP_NUM_THREADS=1 $PY -m stemsplit prepare synth --tracks ${SYNTH_TRACKS:-20} --seconds ${SYNTH_SECONDS:-30} \
      --seed $g --valid-fraction 0 --out /tmp/synth_$g > $RUNS/synth_$g.txt 2>&1) &
   GEN="$GEN $!"
 done
