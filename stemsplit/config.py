@@ -79,6 +79,9 @@ class AugmentConfig:
     time_stretch: float = 0.0  # 0 disables; else a rate in [1-x, 1+x]
     warp_probability: float = 1.0  # share of excerpts that get the pitch/tempo warp (Demucs: 0.2)
     stem_dropout: float = 0.0  # chance that each stem is silent in an excerpt (never all of them)
+    # one chance per stem, in the order of `stems`, instead of stem_dropout's one for all: e.g.
+    # [0.5, 0, 0, 0] makes half the excerpts instrumentals without silencing the others
+    stem_dropout_per_stem: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from stemsplit.errors import ConfigError
 from stemsplit.data.augment import Warp, draw_warp
 from stemsplit.data.cache import CacheWriter, DataError, PreparedDataset
 from stemsplit.data.dataset import ExcerptDataset, iter_full_tracks
+from stemsplit.training.checks import check_train_config
 
 STEMS = ["vocals", "drums", "bass", "other"]
 SR = 8000
@@ -236,6 +237,17 @@ def test_stem_dropout_silences_stems_but_never_all(coded):
     assert torch.equal(mix, src.sum(0))       # the mixture is what is left
     plain = ExcerptDataset([coded], "train", STEMS, 500, 20, NO_AUG, seed=0)
     assert not any(float(plain[i][1][s].abs().max()) == 0.0 for i in range(20) for s in range(4))
+
+
+def test_stem_dropout_per_stem_silences_only_the_named_stems(coded):
+    """[0.5, 0, 0, 0]: about half the excerpts lose their vocals; drums, bass and other never go."""
+    aug = AugmentConfig(random_mix=False, gain_db=0.0, channel_swap=False, drop_silent=False,
+                        stem_dropout=0.9, stem_dropout_per_stem=[0.5, 0.0, 0.0, 0.0])
+    ds = ExcerptDataset([coded], "train", STEMS, 500, 200, aug, seed=0)
+    silent = np.array([[float(src[s].abs().max()) == 0.0 for s in range(4)] for _, src in (ds[i] for i in range(200))])
+    assert 0.4 < silent[:, 0].mean() < 0.6 and not silent[:, 1:].any()
+    with pytest.raises(ConfigError, match="stem_dropout_per_stem: .* one chance in"):
+        check_train_config(load_config(None, ["data.augment.stem_dropout_per_stem=[0.5,0]"]))
 
 
 def test_primary_extra_splits_draw_the_first_datasets_valid_tracks_only(coded, tmp_path):

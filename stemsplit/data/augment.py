@@ -32,10 +32,11 @@ def draw_gains(stems: int, gain_db: float, rng: np.random.Generator) -> np.ndarr
     return (10.0 ** (rng.uniform(-gain_db, gain_db, size=stems) / 20.0)).astype(np.float32)
 
 
-def draw_dropout(gains: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
-    """Silence each stem with ``probability`` (gain 0), never every stem: the model also learns
-    that a stem can be absent (no phantom vocals on instrumentals). No draw when it is 0."""
-    if probability <= 0:
+def draw_dropout(gains: np.ndarray, probability: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Silence each stem with ``probability`` (one for all, or (stems,) one each; gain 0), never
+    every stem: the model also learns that a stem can be absent (no phantom vocals on
+    instrumentals). No draw when every chance is 0."""
+    if np.all(np.asarray(probability) <= 0):
         return gains
     drop = rng.random(gains.size) < probability
     if drop.all():

@@ -146,7 +146,9 @@ class ExcerptDataset(Dataset):
         spans = self._draw_spans(rng, frames)
         gains = draw_gains(len(self.stems), aug.gain_db if aug else 0.0, rng)
         swaps = draw_swaps(len(self.stems), self.channels, bool(aug and aug.channel_swap), rng)
-        gains = draw_dropout(gains, aug.stem_dropout if aug else 0.0, rng)
+        dropout = (np.asarray(aug.stem_dropout_per_stem, dtype=np.float64) if aug.stem_dropout_per_stem
+                   else aug.stem_dropout) if aug else 0.0
+        gains = draw_dropout(gains, dropout, rng)
         return warp, frames, spans, gains, swaps
 
     def _fill(self, index: int, sources: np.ndarray, mixture: np.ndarray) -> None:

@@ -27,6 +27,10 @@ def check_train_config(cfg: Config) -> None:
         raise ConfigError(f"train.mask_threshold: must be > 0, got {t.mask_threshold}")
     if not 0.0 <= d.augment.stem_dropout < 1.0:
         raise ConfigError(f"data.augment.stem_dropout: must be in [0, 1), got {d.augment.stem_dropout}")
+    per_stem = d.augment.stem_dropout_per_stem
+    if per_stem and (len(per_stem) != len(cfg.stems) or not all(0.0 <= p < 1.0 for p in per_stem)):
+        raise ConfigError(f"data.augment.stem_dropout_per_stem: {per_stem} needs one chance in [0, 1) for each "
+                          f"of the {len(cfg.stems)} stems ({', '.join(cfg.stems)}), in that order")
     if not 0.0 < t.plateau_factor < 1.0:
         raise ConfigError(f"train.plateau_factor: must be in (0, 1), got {t.plateau_factor}")
     if t.plateau_patience < 1:
