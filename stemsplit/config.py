@@ -93,8 +93,8 @@ class DataConfig:
     # sampling share of each training dataset (--data first, then extra); empty: by duration
     weights: list[float] = field(default_factory=list)
     # a final fit: --data's valid split is trained on too (the extra datasets' valid splits stay
-    # held out). Its validation scores then measure nothing held out: fix the step count from a
-    # run without it and keep its last checkpoint
+    # held out). Its validation scores then measure nothing held out and choose nothing (best.ckpt
+    # is the latest validated step): fix the step count from a run without it
     train_on_valid: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
