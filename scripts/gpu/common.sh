@@ -45,17 +45,26 @@ wait_runs() {  # until every *_s?.pid run ends or BUDGET_S - $1 seconds have pas
   echo "training stopped at $(elapsed)s"
 }
 
-collect() {  # run names: their best checkpoints (fp16, as the package stores them), every log
-  local r
-  for r in "$@"; do
-    [ -f $RUNS/$r/best.ckpt ] && $PY - "$RUNS/$r/best.ckpt" "$OUT/$r.ckpt" <<'PY'
+half() {  # checkpoint, out: as the package stores it (fp16, without a last.ckpt's optimizer state)
+  $PY - "$1" "$2" <<'PY'
 import sys, torch
 c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+c.pop("train_state", None)
 c["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in c["state_dict"].items()}
 torch.save(c, sys.argv[2])
 PY
-  done
-  tar -czf $OUT/logs.tar.gz -C $RUNS $(cd $RUNS && ls *.log */metrics.csv */run.json */config.yaml 2>/dev/null)
-  grep -h "validation at\|done:\|stopped" $RUNS/*.log | tail -60
+}
+
+collect_logs() {  # every log (and generator output) in one archive, the validations, what came back
+  tar -czf $OUT/logs.tar.gz -C $RUNS $(cd $RUNS && ls *.log *.txt */metrics.csv */run.json */config.yaml 2>/dev/null)
+  grep -h "validation at\|done:\|stopped\|final fit" $RUNS/*.log | tail -60
   ls -la $OUT; echo "finished at $(elapsed)s"
+}
+
+collect() {  # run names: their best checkpoints (fp16, as the package stores them), every log
+  local r
+  for r in "$@"; do
+    [ -f $RUNS/$r/best.ckpt ] && half $RUNS/$r/best.ckpt $OUT/$r.ckpt
+  done
+  collect_logs
 }

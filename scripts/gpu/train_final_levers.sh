@@ -94,21 +94,10 @@ chain() {  # seed: pretrain on the generated songs, then the control's schedule 
 for s in 1 2; do chain $s & echo $! > $RUNS/chain_s$s.pid; done
 wait_runs 40
 
-half() {  # checkpoint, out: as the package stores it (fp16, without a last.ckpt's optimizer state)
-  $PY - "$1" "$2" <<'PY'
-import sys, torch
-c = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
-c.pop("train_state", None)
-c["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in c["state_dict"].items()}
-torch.save(c, sys.argv[2])
-PY
-}
 for s in 1 2; do
   for r in sub66 syn; do [ -f $RUNS/${r}_s$s/best.ckpt ] && half $RUNS/${r}_s$s/best.ckpt $OUT/${r}_s$s.ckpt; done
   [ -f $RUNS/tv_s$s/last.ckpt ] && half $RUNS/tv_s$s/last.ckpt $OUT/tv_s$s.ckpt
   [ -f $RUNS/syn_pre_s$s/last.ckpt ] && half $RUNS/syn_pre_s$s/last.ckpt /tmp/syn_pre_s$s.ckpt
 done
 tar -cf $OUT/pre.tar -C /tmp $(cd /tmp && ls syn_pre_s?.ckpt 2>/dev/null)
-tar -czf $OUT/logs.tar.gz -C $RUNS $(cd $RUNS && ls *.log *.txt */metrics.csv */run.json */config.yaml 2>/dev/null)
-grep -h "validation at\|done:\|stopped\|final fit" $RUNS/*.log | tail -60
-ls -la $OUT; echo "finished at $(elapsed)s"
+collect_logs

@@ -59,6 +59,10 @@ class ExcerptDataset(Dataset):
         self.excerpt_frames = int(excerpt_frames)
         self.samples_per_epoch = int(samples_per_epoch)
         self.augment = augment
+        # each stem's dropout chance, one for all or one each (stem_dropout_per_stem)
+        self._dropout: float | np.ndarray = 0.0 if augment is None else (
+            np.asarray(augment.stem_dropout_per_stem, dtype=np.float64) if augment.stem_dropout_per_stem
+            else augment.stem_dropout)
         self.seed = int(seed)
         self.epoch = 0
         self.sample_rate = first.sample_rate
@@ -146,9 +150,7 @@ class ExcerptDataset(Dataset):
         spans = self._draw_spans(rng, frames)
         gains = draw_gains(len(self.stems), aug.gain_db if aug else 0.0, rng)
         swaps = draw_swaps(len(self.stems), self.channels, bool(aug and aug.channel_swap), rng)
-        dropout = (np.asarray(aug.stem_dropout_per_stem, dtype=np.float64) if aug.stem_dropout_per_stem
-                   else aug.stem_dropout) if aug else 0.0
-        gains = draw_dropout(gains, dropout, rng)
+        gains = draw_dropout(gains, self._dropout, rng)
         return warp, frames, spans, gains, swaps
 
     def _fill(self, index: int, sources: np.ndarray, mixture: np.ndarray) -> None:
