@@ -89,6 +89,15 @@ def broadcast_object(obj, ctx: DistContext):
     return box[0]
 
 
+def gather_objects(obj, ctx: DistContext) -> list | None:
+    """Every rank's ``obj``, in rank order, on rank 0 (None elsewhere); ``[obj]`` for one process."""
+    if not ctx.distributed:
+        return [obj]
+    gathered = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -217,8 +217,11 @@ class Interval:
         self.data_time += data_time
         self.step_time += step_time
 
-    def loss(self) -> float:
-        return self.loss_sum / max(1, self.steps)
-
-    def accuracy(self) -> list[float]:
-        return (self.acc_sum / max(1, self.steps)).tolist()
+    def fields(self, batch_size: int, accuracy_stems: list[str]) -> dict[str, float]:
+        """The interval's averages as ``metrics.csv`` train-row fields; ``acc_<stem>`` for the stems given."""
+        n = max(1, self.steps)
+        row = {"loss": self.loss_sum / n, "excerpts_per_s": self.steps * batch_size / max(self.step_time, 1e-9),
+               "s_per_step": self.step_time / n, "data_wait": self.data_time / max(self.step_time, 1e-9),
+               "grad_norm": self.grad_norm / n}
+        row.update({f"acc_{s}": v for s, v in zip(accuracy_stems, (self.acc_sum / n).tolist())})
+        return row

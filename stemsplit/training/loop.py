@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from rich.console import Console
 
 from stemsplit.config import Config
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.errors import StemsplitError
 from stemsplit.training.checks import check_train_config
-from stemsplit.training.distributed import DistContext, all_reduce_sum, barrier
+from stemsplit.training.distributed import DistContext, all_reduce_sum, barrier, gather_objects
 from stemsplit.training.logging import (Interval, MetricsLog, ProgressReporter, TensorBoardLog, metric_columns,
                                         write_plots)
 from stemsplit.training.losses import SeparationLoss
@@ -124,13 +123,7 @@ class Trainer:
     def _save_last(self) -> None:
         """Every rank calls this (it gathers every rank's RNG state); rank 0 writes."""
         self.progress.tick()
-        rng = capture_rng()
-        if self.ctx.distributed:
-            gathered = [None] * self.ctx.world_size if self.ctx.is_main else None
-            dist.gather_object(rng, gathered, dst=0)
-            rngs = gathered
-        else:
-            rngs = [rng]
+        rngs = gather_objects(capture_rng(), self.ctx)
         self.progress.last_saved_step = self.progress.step
         if self.ctx.is_main:
             state = {"progress": self.progress.to_dict(), "optimizer": self.parts.optimizer.state_dict(),
@@ -167,9 +160,7 @@ class Trainer:
                "lr": self.schedule.lr(p.step), "wall_time": time.perf_counter() - self._t_start,
                "sdr_mean": res.sdr_mean, **{f"sdr_{s}": v for s, v in res.sdr.items()},
                **{f"acc_{s}": v for s, v in res.accuracy.items()}}
-        self.metrics.append(row)
-        if self.tb is not None:
-            self.tb.add(row)
+        self._record(row)
         write_plots(self.metrics.rows, self.run_dir, self.stems, self.with_acc)
         self.reporter.message(res.line(p.step, improved, p.best_score, p.best_step)
                               + ("  lr reduced" if reduced else ""))
@@ -300,14 +291,13 @@ class Trainer:
 
     def _log_train(self, acc: Interval) -> None:
         p = self.progress
-        b = self.cfg.train.batch_size * self.ctx.world_size
-        row = {"step": p.step, "epoch": p.epoch, "phase": "train", "loss": acc.loss(),
-               "lr": self.schedule.lr(p.step - 1), "excerpts_per_s": acc.steps * b / max(acc.step_time, 1e-9),
-               "s_per_step": acc.step_time / acc.steps, "data_wait": acc.data_time / max(acc.step_time, 1e-9),
-               "grad_norm": acc.grad_norm / acc.steps, "wall_time": time.perf_counter() - self._t_start}
-        if self.with_acc:
-            row.update({f"acc_{s}": v for s, v in zip(self.stems, acc.accuracy())})
+        row = {"step": p.step, "epoch": p.epoch, "phase": "train", "lr": self.schedule.lr(p.step - 1),
+               "wall_time": time.perf_counter() - self._t_start,
+               **acc.fields(self.cfg.train.batch_size * self.ctx.world_size, self.stems if self.with_acc else [])}
+        self._record(row)
+        acc.reset()
+
+    def _record(self, row: dict) -> None:
         self.metrics.append(row)
         if self.tb is not None:
             self.tb.add(row)
-        acc.reset()
