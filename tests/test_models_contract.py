@@ -126,6 +126,7 @@ def test_registering_something_that_is_not_a_model_is_refused():
 @pytest.mark.parametrize("config,override,match", [
     ("unet", "stft.n_fft=256 stft.hop_length=64", "model.max_bin: 1024 must be in"),
     ("lstm", "model.hidden_size=15", "model.hidden_size: 15 must be even"),
+    ("lstm", "model.branches=twin", "model.branches: 'twin' is not one of shared, per_stem, bridged"),
     ("mask_cnn", "model.context_frames=7", "model.context_frames: 7 is too small"),
     ("mask_cnn", "model.context_frames=24", "must be odd"),
 ])

@@ -31,7 +31,8 @@ CASES = {name: (name, []) for name in TINY}
 CASES.update({"weighted_bag": (None, BAG),
               "deep_clustering-mask_head": ("deep_clustering", ["model.separation=mask_head"]),
               "deep_clustering-clusters": ("deep_clustering", ["model.clusters=6", "model.kmeans_iterations=3"]),
-              "nmf-numpy": ("nmf", ["model.backend=numpy"])})
+              "nmf-numpy": ("nmf", ["model.backend=numpy"]),
+              "lstm-bridged": ("lstm", ["model.branches=bridged"])})
 runner = CliRunner()
 
 
