@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stemsplit.data.cache import PreparedDataset  # noqa: E402
 from stemsplit.data.dataset import iter_full_tracks  # noqa: E402
-from stemsplit.evaluation.absent_stem import energy_ratio_db  # noqa: E402
+from stemsplit.evaluation.absent_stem import energy_ratio_db, median_energy_db  # noqa: E402
 from stemsplit.metrics import global_sdr  # noqa: E402
 from stemsplit.pretrained import resolve_model  # noqa: E402
 from stemsplit.separation.torch_runner import torch_engine  # noqa: E402
@@ -195,20 +194,18 @@ def main(argv: list[str] | None = None) -> int:
             rows[gate].append((name, energy_ratio_db(est_remix[vi] * g_remix, remix),
                                global_sdr(sources[vi], vocals), global_sdr(sources[oi], other)))
 
-    def finite(v: float) -> float:
-        return v if math.isfinite(v) else -200.0
-
     print(f"\nframes with vocals kept (p > 0.5): {np.mean(hits):.3f}; frames without vocals "
           f"(incl. the remixes) rejected: {np.mean(rejections):.3f}")
     print(f"{'gate (lo-hi)':14s} {'phantom vocals':>15s} {'vocals gSDR':>12s} {'other gSDR':>11s}  (medians over valid)")
     summary = []
     for gate, per_track in rows.items():
-        ph, voc, oth = (float(np.median([finite(r[i]) for r in per_track])) for i in (1, 2, 3))
+        ph = median_energy_db(r[1] for r in per_track)
+        voc, oth = (float(np.median([r[i] for r in per_track])) for i in (2, 3))
         label = "none" if gate is None else f"{gate[0]:.2f}-{gate[1]:.2f}"
         print(f"{label:14s} {ph:12.1f} dB {voc:12.2f} {oth:11.2f}")
         if args.verbose:
             for name, *vals in per_track:
-                print(f"    {name[:34]:34s} {finite(vals[0]):7.1f} {vals[1]:6.2f} {vals[2]:6.2f}")
+                print(f"    {name[:34]:34s} {vals[0]:7.1f} {vals[1]:6.2f} {vals[2]:6.2f}")
         summary.append({"gate": label, "phantom_vocals_db": ph, "vocals_gsdr": voc, "other_gsdr": oth,
                         "per_track": [dict(zip(("track", "phantom_db", "vocals", "other"), r)) for r in per_track]})
     if args.json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -41,6 +42,12 @@ def energy_ratio_db(estimate: np.ndarray, mixture: np.ndarray) -> float:
     return 10 * math.log10(num / den) if num > 0 else -math.inf
 
 
+def median_energy_db(values: Iterable[float]) -> float:
+    """The median of ``energy_ratio_db`` values, a silent estimate (-inf) counting as -200 dB and
+    a silent input (nan) left out."""
+    return nanmedian([v if math.isfinite(v) else (-200.0 if v < 0 else math.nan) for v in values])
+
+
 def absent_stem_energy(model: str, data: Path, stem: str = "vocals", split: str = "valid",
                        engine: EngineSettings | None = None) -> AbsentStemScore:
     """Median over ``split``'s tracks of the energy the model puts in ``stem`` once it is removed."""
@@ -58,5 +65,4 @@ def absent_stem_energy(model: str, data: Path, stem: str = "vocals", split: str 
         per_track[name] = energy_ratio_db(estimate[index], remix)
     if not per_track:
         raise EvaluationError(f"{data}: split {split!r} has no tracks")
-    finite = [v if math.isfinite(v) else (-200.0 if v < 0 else math.nan) for v in per_track.values()]
-    return AbsentStemScore(stem=stem, median_db=nanmedian(finite), per_track=per_track)
+    return AbsentStemScore(stem=stem, median_db=median_energy_db(per_track.values()), per_track=per_track)

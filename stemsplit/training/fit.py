@@ -90,7 +90,7 @@ class Fitter:
         p = self.progress
         res = validate(self.model, self.cfg, self.loss_fn, self.data.val_set, self.dataset, self.ctx)
         self.model.eval()  # validate leaves a model in train mode
-        improved = res.sdr_mean > p.best_score or p.best_step < 0 or self.cfg.data.train_on_valid  # as Trainer
+        improved = p.is_new_best(res.sdr_mean, self.cfg.data.train_on_valid)
         if improved:
             p.best_score, p.best_step = res.sdr_mean, p.step
             save_best(self.run_dir, self.model, self.cfg, self._meta() | {"scores": res.scores()})

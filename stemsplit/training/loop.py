@@ -139,9 +139,7 @@ class Trainer:
         p, t = self.progress, self.cfg.train
         res = validate(self.parts.model, self.cfg, self.loss_fn, self.data.val_set, self.dataset, self.ctx)
         score = res.sdr_mean
-        # a final fit trains on the validation tracks: it picks nothing by them, so its "best"
-        # checkpoint is always the latest validated one
-        improved = score > p.best_score or p.best_step < 0 or self.cfg.data.train_on_valid
+        improved = p.is_new_best(score, self.cfg.data.train_on_valid)
         if improved:
             p.best_score, p.best_step, p.bad_validations = score, p.step, 0
         else:

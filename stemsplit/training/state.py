@@ -47,6 +47,12 @@ class Progress:
         """A run that ended at its step or epoch budget: resuming it has nothing left to do."""
         return self.finished and (self.step >= total_steps or self.epoch >= epochs)
 
+    def is_new_best(self, score: float, final_fit: bool) -> bool:
+        """Whether a validation ``score`` makes the best checkpoint. A final fit
+        (``data.train_on_valid``) trains on its validation tracks, so it picks nothing by them:
+        its best checkpoint is always the latest validated one."""
+        return score > self.best_score or self.best_step < 0 or final_fit
+
     def start_clock(self) -> None:
         """Start counting this process's training time on top of what earlier runs spent."""
         self._clock = (time.perf_counter(), self.train_seconds)
