@@ -5,6 +5,8 @@
 - ``fsize N``: a real kernel limit instead (``RLIMIT_FSIZE``): no file may grow past N bytes,
   so libsndfile's own ``write(2)`` fails with EFBIG and stemsplit sees libsndfile's error,
   exactly the path a real full disk takes.
+- ``slow N``: every ``SoundFile.write`` first sleeps N milliseconds, so a run's temporary files
+  live long enough for a test to signal it mid-write rather than race the rename.
 
 Nothing in the package knows about this file; it patches from outside and then calls
 ``stemsplit.cli.main()``.
@@ -33,6 +35,18 @@ def main() -> None:
             if size > left["bytes"]:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
             left["bytes"] -= size
+            return original(self, data)
+
+        sf.SoundFile.write = write
+    elif mode == "slow":
+        import time
+
+        import soundfile as sf
+
+        original = sf.SoundFile.write
+
+        def write(self, data):
+            time.sleep(amount / 1000)
             return original(self, data)
 
         sf.SoundFile.write = write

@@ -18,6 +18,9 @@ from stemsplit.audio.io import write_audio
 
 STEMS = ("vocals", "drums", "bass", "other")
 SR = 44100
+# each audio write sleeps 50 ms (fault_wrapper.py), so a signal sent when the first temporary file
+# appears lands mid-write on any machine; unslowed, a tiny model can finish before the signal does
+SLOW_WRITES = ["slow", "50"]
 
 
 def temps(root: Path) -> list[Path]:
@@ -122,7 +125,8 @@ def test_two_concurrent_skip_existing_runs_both_finish_with_identical_stems(tmp_
                                               (signal.SIGINT, 130, "interrupted")], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_exits_with_its_code_and_leaves_no_temporary_file(tmp_path, ckpt, songs, sig, code, message):
     out = tmp_path / "out"
-    proc = start("separate", songs / "long" / "long.wav", "--model", ckpt, "-o", out, "--jobs", 1, cwd=tmp_path)
+    proc = start("separate", songs / "long" / "long.wav", "--model", ckpt, "-o", out, "--jobs", 1, cwd=tmp_path,
+                 wrapper=SLOW_WRITES)
     wait_for(lambda: temps(out), proc, "the first temporary file appeared")
     proc.send_signal(sig)
     res = finish(proc)
@@ -134,7 +138,7 @@ def test_a_signal_exits_with_its_code_and_leaves_no_temporary_file(tmp_path, ckp
 def test_kill_9_then_a_rerun_cleans_up_and_completes(tmp_path, ckpt, songs):
     out = tmp_path / "out"
     args = ["separate", songs / "long", songs / "a.wav", "--model", ckpt, "-o", out, "--skip-existing", "--jobs", 1]
-    proc = start(*args, cwd=tmp_path)
+    proc = start(*args, cwd=tmp_path, wrapper=SLOW_WRITES)
     wait_for(lambda: temps(out), proc, "the first temporary file appeared")
     proc.send_signal(signal.SIGKILL)
     finish(proc)
