@@ -34,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stemsplit.atomic import write_text_atomic  # noqa: E402
 from stemsplit.data.cache import PreparedDataset  # noqa: E402
 from stemsplit.data.dataset import iter_full_tracks  # noqa: E402
 from stemsplit.evaluation.absent_stem import energy_ratio_db, median_energy_db  # noqa: E402
@@ -208,12 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {name[:34]:34s} {vals[0]:7.1f} {vals[1]:6.2f} {vals[2]:6.2f}")
         summary.append({"gate": label, "phantom_vocals_db": ph, "vocals_gsdr": voc, "other_gsdr": oth,
                         "per_track": [dict(zip(("track", "phantom_db", "vocals", "other"), r)) for r in per_track]})
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "seed": args.seed, "steps": args.steps,
-                                         "frames_kept": float(np.mean(hits)),
-                                         "frames_rejected": float(np.mean(rejections)), "gates": summary},
-                                        indent=1, default=float))
+    if args.json:  # complete or absent, as every file stemsplit writes
+        result = {"model": args.model, "seed": args.seed, "steps": args.steps, "frames_kept": float(np.mean(hits)),
+                  "frames_rejected": float(np.mean(rejections)), "gates": summary}
+        write_text_atomic(args.json, json.dumps(result, indent=1, default=float))
     return 0
 
 
