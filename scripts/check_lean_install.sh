@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The lean install, checked end to end (issue 16): `pip install stemsplit` with no extras into a
-# fresh venv, then `stemsplit separate` on a generated song, with no torch anywhere in that venv;
-# also stemsplit.Separator on an array, and `stemsplit train`'s one-line pip install "stemsplit[train]".
+# The lean install, checked end to end: the package with no extras into a fresh venv, from the
+# lock (requirements/base.txt, then the package itself with --no-deps), then `stemsplit separate`
+# on a generated song, with no torch anywhere in that venv; also stemsplit.Separator on an array,
+# and `stemsplit train`'s one line naming the train extra.
 #
 # usage: scripts/check_lean_install.sh [--keep DIR]
 #   --keep DIR  build the venv in DIR and leave it there (scripts/benchmark.py measures it);
@@ -36,19 +37,23 @@ fi
 SRC="$WORK/src"
 mkdir -p "$SRC"
 cp "$ROOT/pyproject.toml" "$ROOT/README.md" "$SRC/"
+LOCK="$ROOT/requirements/base.txt"
 (cd "$ROOT" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - stemsplit) | (cd "$SRC" && tar -xf -)
 
 start=$(date +%s)
 say "fresh venv in $VENV ($("$PYTHON" --version 2>&1))"
 "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-say "pip install $ROOT (no extras, not editable)"
-"${PIP[@]}" install "$SRC" || die "pip install of the package without extras failed"
+say "pip install -r requirements/base.txt, then $ROOT (no extras, not editable, --no-deps)"
+"${PIP[@]}" install -r "$LOCK" || die "pip install -r $LOCK failed"
+"${PIP[@]}" install --no-deps "$SRC" || die "pip install of the package without extras failed"
+"$VENV/bin/python" -m pip --disable-pip-version-check check >/dev/null \
+  || die "the lean venv's requirements are inconsistent: $("$VENV/bin/python" -m pip check | head -n 3)"
 
 # torch, torchaudio, musdb, museval belong to the train extra: none may come in with the base install.
 for dist in torch torchaudio musdb museval; do
   if "$VENV/bin/python" -m pip --disable-pip-version-check show -q "$dist" >/dev/null 2>&1; then
-    die "$dist is installed by 'pip install stemsplit' without extras; it belongs to the [train] extra"
+    die "$dist is installed by the base install without extras; it belongs to the [train] extra"
   fi
 done
 
@@ -105,7 +110,7 @@ EOF
 if (cd "$WORK" && "$VENV/bin/stemsplit" train >"$WORK/train.out" 2>&1); then
   die "stemsplit train ran without torch"
 fi
-if ! grep -qF 'pip install "stemsplit[train]"' "$WORK/train.out" || [ "$(grep -c . "$WORK/train.out")" -ne 1 ]; then
+if ! grep -qF 'pip install ".[train]"' "$WORK/train.out" || [ "$(grep -c . "$WORK/train.out")" -ne 1 ]; then
   die "stemsplit train without torch did not say, in one line, to install the train extra: $(cat "$WORK/train.out")"
 fi
 say "stemsplit train without torch: $(cat "$WORK/train.out")"

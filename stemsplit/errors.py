@@ -26,14 +26,19 @@ class DeviceError(StemsplitError):
     """A requested compute device that is not available here."""
 
 
+def install_extra(extra: str) -> str:
+    """How to add an optional extra, as a user reads it. The package installs from a checkout or
+    a built wheel: "stemsplit" on the public package index is an unrelated project."""
+    return f'pip install ".[{extra}]" in a stemsplit checkout (or the wheel with [{extra}])'
+
+
 class MissingExtraError(StemsplitError):
     """A command that needs an optional extra (torch for prepare/train/evaluate/export) that is
     not installed. The base install separates on ONNX Runtime; the message names the pip line."""
 
     def __init__(self, command: str, missing: str, extra: str = "train"):
         self.command, self.missing, self.extra = command, missing, extra
-        super().__init__(f"stemsplit {command} needs {missing}, which is not installed: "
-                         f'pip install "stemsplit[{extra}]"')
+        super().__init__(f"stemsplit {command} needs {missing}, which is not installed: {install_extra(extra)}")
 
 
 class CheckpointError(StemsplitError, RuntimeError):

@@ -143,7 +143,8 @@ def export_onnx(loaded: LoadedModel, path: str | Path, *, fp16_weights: bool = F
     try:
         import onnx
     except ImportError:
-        raise ExportError('stemsplit export needs the onnx package: pip install "stemsplit[train]"') from None
+        raise ExportError("stemsplit export needs the onnx package, which is not installed: "
+                          "pip install onnx") from None
     path = Path(path)
     model = loaded.model.eval()
     kind = model.exported_output_kind

@@ -116,7 +116,7 @@ def test_train_commands_without_torch_say_how_to_install_it(tmp_path, name):
     lines = [line for line in out.splitlines() if line.strip()]
     assert code == 2, out[-2000:]
     assert len(lines) == 1, f"expected one line, got:\n{out}"
-    assert lines[0].startswith("error: ") and 'pip install "stemsplit[train]"' in lines[0], lines[0]
+    assert lines[0].startswith("error: ") and 'pip install ".[train]"' in lines[0], lines[0]
     assert "torch" in lines[0]
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"], "the command wrote something"
 

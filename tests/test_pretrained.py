@@ -179,7 +179,7 @@ def test_installed_wheel_carries_the_models(tmp_path):
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
                    check=True, cwd=tmp_path)
-    wheel = next((tmp_path / "dist").glob("stemsplit-*.whl"))
+    wheel = next((tmp_path / "dist").glob("stemsplit_audio-*.whl"))
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     probe = ("import stemsplit.pretrained as p; m = p.resolve_model(None); "

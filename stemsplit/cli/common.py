@@ -24,6 +24,20 @@ app = typer.Typer(
 )
 console = Console(stderr=True, highlight=False)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from stemsplit import __version__
+
+        typer.echo(f"stemsplit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print stemsplit's version and exit.")] = False) -> None:
+    """Separate music into stems (vocals, drums, bass, other)."""
+
 SET_HELP = "Override a config value, e.g. --set train.lr=3e-4 (repeatable)."
 
 
@@ -51,7 +65,7 @@ class UserError(StemsplitError):
 
 
 def fail(message: str, code: int = 2) -> None:
-    # escaped: a message may hold brackets, e.g. pip install "stemsplit[train]", that rich would eat as markup
+    # escaped: a message may hold brackets, e.g. pip install ".[train]", that rich would eat as markup
     console.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -84,7 +98,7 @@ TRAIN_MODULES = ("torch", "torchaudio")  # every command of the train extra impo
 
 
 def require_extra(command: str, *modules: str) -> None:
-    """Exit 2 with one line naming `pip install "stemsplit[train]"` when a module of the train
+    """Exit 2 with one line naming `pip install ".[train]"` when a module of the train
     extra is missing. The base install (separate on ONNX Runtime) has no torch; prepare, train,
     evaluate and export need it. Finding a module does not import it, so this costs nothing."""
     for name in modules:

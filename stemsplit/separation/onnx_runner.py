@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from stemsplit.config import Config, ConfigError, config_from_dict
-from stemsplit.errors import CheckpointError, ModelError
+from stemsplit.errors import CheckpointError, ModelError, install_extra
 from stemsplit.onnx_format import FORMAT_VERSION, INPUT_NAMES, META_KEY, OUTPUT_KINDS, stale_entries
 
 
@@ -103,7 +103,7 @@ def load_onnx_runner(path: str | Path, threads: int | None = None) -> OnnxRunner
         import onnxruntime as ort
     except ImportError:
         raise ModelError("the ONNX runtime needs onnxruntime: pip install onnxruntime "
-                         '(or run on torch: --runtime torch, with pip install "stemsplit[train]")') from None
+                         f"(or run on torch: --runtime torch, with {install_extra('train')})") from None
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ONNX model not found: {path}" if not path.exists() else

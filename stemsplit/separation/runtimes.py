@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from stemsplit.errors import ConfigError, MissingExtraError
+from stemsplit.errors import ConfigError, MissingExtraError, install_extra
 from stemsplit.separation.runner import NetworkRunner
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -67,7 +67,7 @@ def load_runner(model: str | None, runtime: str = "auto", device: str = "auto",
         if runtime == "torch":
             raise MissingExtraError("separate --runtime torch", "torch")
         raise ConfigError(f"model {model or 'default'!r} has no ONNX form here and torch is not installed: "
-                          'pip install "stemsplit[train]" to run it on torch, or export it to ONNX '
+                          f"{install_extra('train')} to run it on torch, or export it to ONNX "
                           "(stemsplit export) where torch is installed")
     return _torch_runner(model, device, threads)
 

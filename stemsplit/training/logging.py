@@ -21,6 +21,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 
 from stemsplit.atomic import write_bytes_atomic
 from stemsplit.config import ConfigError
+from stemsplit.errors import install_extra
 
 BASE_COLUMNS = ["step", "epoch", "phase", "loss", "lr", "excerpts_per_s", "s_per_step",
                 "data_wait", "grad_norm", "wall_time"]
@@ -125,7 +126,7 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("train.tensorboard: the 'tensorboard' package is not installed; "
-                              "pip install 'stemsplit[tensorboard]' or set train.tensorboard=false") from None
+                              f"{install_extra('tensorboard')}, or set train.tensorboard=false") from None
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def add(self, row: dict[str, Any]) -> None:
