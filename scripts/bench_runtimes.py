@@ -21,16 +21,15 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import tomllib
+from bench_separate import ROOT, make_song, run_separate
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from bench_separate import ROOT, make_song, run_separate
 
 STEMS = ("vocals", "drums", "bass", "other")
 

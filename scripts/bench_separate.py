@@ -6,11 +6,9 @@ peak RSS of the whole process for 1-minute and 30-minute inputs.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np

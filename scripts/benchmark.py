@@ -36,6 +36,7 @@ SECTIONS = ("separate", "shipped", "default", "runtimes", "data", "train", "eval
 
 def _shipped(report: dict) -> None:
     import bench_separate
+
     from stemsplit.pretrained import list_models
 
     models = {m["name"]: Path(m["path"]) for m in list_models()}
@@ -48,6 +49,7 @@ def _shipped(report: dict) -> None:
 
 def _default(report: dict) -> None:
     import bench_separate
+
     from stemsplit.pretrained import registry
 
     reg = registry()

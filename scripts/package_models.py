@@ -45,11 +45,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import recipes_book  # noqa: E402
+
 from stemsplit.atomic import write_text_atomic  # noqa: E402
 from stemsplit.checkpoint import atomic_torch_save, read_checkpoint  # noqa: E402
+from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  # noqa: E402
 from stemsplit.data.musdb import MUSDB_LICENCE  # noqa: E402
 from stemsplit.models import build_model  # noqa: E402
-from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  # noqa: E402
 
 PRETRAINED = HERE.parent / "stemsplit" / "pretrained"
 REGISTRY = PRETRAINED / "registry.json"

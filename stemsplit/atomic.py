@@ -17,9 +17,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 TEMP_TAG = "stemsplit"
 # .<target>.stemsplit-<pid>-<random>[.suffix...]; tempfile's random part is 8 of [a-z0-9_]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import defaultdict
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 

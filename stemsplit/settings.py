@@ -27,7 +27,7 @@ class EngineSettings:
     wiener_iterations: int | None = None
     device: str = "auto"
 
-    def checked(self) -> "EngineSettings":
+    def checked(self) -> EngineSettings:
         """Self, after checking every value is finite and in range; ConfigError names the flag."""
         seg = self.segment_seconds
         if seg is not None:

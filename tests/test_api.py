@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone_mix, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 import stemsplit
-from conftest import tone_mix, write_tiny_checkpoint
 from stemsplit.audio.io import write_audio
 from stemsplit.cli import app
 

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from stemsplit.audio.convert import (StreamingResampler, clip_gain, protect, resample,
-                                     to_model_channels, to_output_channels)
+from stemsplit.audio.convert import (
+    StreamingResampler,
+    clip_gain,
+    protect,
+    resample,
+    to_model_channels,
+    to_output_channels,
+)
 
 
 @pytest.mark.parametrize("orig,new", [(8000, 44100), (96000, 44100), (48000, 44100), (44100, 48000),

@@ -4,10 +4,9 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-
-from stemsplit.audio.io import (AudioError, AudioWriter, audio_info, iter_blocks, read_audio,
-                                rewrite_audio, write_audio)
 from conftest import tone_mix
+
+from stemsplit.audio.io import AudioError, AudioWriter, audio_info, iter_blocks, read_audio, rewrite_audio, write_audio
 
 
 @pytest.mark.parametrize("ext,subtype", [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "FLOAT"),

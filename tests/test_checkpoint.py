@@ -1,9 +1,9 @@
 import pytest
 import torch
+from conftest import tiny_config, write_tiny_checkpoint
 
 from stemsplit.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from stemsplit.models import build_model
-from conftest import tiny_config, write_tiny_checkpoint
 
 
 def test_checkpoint_is_self_describing_and_loads_weights_only(tmp_path):

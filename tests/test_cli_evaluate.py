@@ -3,12 +3,12 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import write_tiny_checkpoint
+from test_evaluate import SR, TINY, make_corpus
 from typer.testing import CliRunner
 
-from conftest import write_tiny_checkpoint
 from stemsplit.audio.io import write_audio
 from stemsplit.cli import app
-from test_evaluate import SR, TINY, make_corpus
 
 runner = CliRunner()
 

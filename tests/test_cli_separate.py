@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone_mix, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 from stemsplit.audio.io import write_audio
 from stemsplit.cli import app
-from conftest import tone_mix, write_tiny_checkpoint
 
 runner = CliRunner()
 

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import CONFIGS, TINY, tone_mix
+from test_training_corpus import FAST
 from typer.testing import CliRunner
 
-from conftest import CONFIGS, TINY, tone_mix
 from stemsplit.audio.io import write_audio
 from stemsplit.cli import app
-from test_training_corpus import FAST
 
 runner = CliRunner()
 STEMS = ("vocals", "drums", "bass", "other")

@@ -1,9 +1,8 @@
 import pytest
+from conftest import ARCHS, CONFIGS
 
+from stemsplit.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
 from stemsplit.models.lstm import LSTMParams
-from stemsplit.config import (ConfigError, config_from_dict, config_to_dict, load_config,
-                              save_config)
-from conftest import CONFIGS, ARCHS
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from stemsplit.config import AugmentConfig, load_config
-from stemsplit.errors import ConfigError
 from stemsplit.data.augment import Warp, draw_warp
 from stemsplit.data.cache import CacheWriter, DataError, PreparedDataset
 from stemsplit.data.dataset import ExcerptDataset, iter_full_tracks
+from stemsplit.errors import ConfigError
 from stemsplit.training.checks import check_train_config
 
 STEMS = ["vocals", "drums", "bass", "other"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import musdb_root, needs_musdb
+
 from stemsplit.audio.io import write_audio
 from stemsplit.data.cache import DataError, PreparedDataset
 from stemsplit.data.dataset import ExcerptDataset, iter_full_tracks

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import tone_mix
 
 from stemsplit.audio.convert import StreamingResampler, resample, to_model_channels
 from stemsplit.audio.io import iter_blocks, read_audio, write_audio
 from stemsplit.data.cache import DataError
 from stemsplit.data.sources import LoadedTrack, conform
-from conftest import tone_mix
 
 
 @pytest.mark.parametrize("orig", [48000, 22050, 8000])

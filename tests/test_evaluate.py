@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import write_tiny_checkpoint
+
 from stemsplit.audio.io import write_audio
 from stemsplit.checkpoint import CheckpointError, load_checkpoint
 from stemsplit.data.cache import CacheWriter, DataError, PreparedDataset

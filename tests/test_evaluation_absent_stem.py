@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import write_tiny_checkpoint
-from stemsplit.evaluation.absent_stem import absent_stem_energy, energy_ratio_db
 from test_training_corpus import make_corpus
+
+from stemsplit.evaluation.absent_stem import absent_stem_energy, energy_ratio_db
 
 
 def test_energy_ratio_known_values():

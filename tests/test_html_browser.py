@@ -8,9 +8,9 @@ import shutil
 import time
 
 import pytest
+from test_html_report import HOSTILE_MODEL, HOSTILE_TRACK, make_listening_corpus
 
 from stemsplit.pipelines.evaluate import EvaluateRequest, evaluate
-from test_html_report import HOSTILE_MODEL, HOSTILE_TRACK, make_listening_corpus
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 # as root, in a container, offline: no sandbox, no GPU, nothing that phones home

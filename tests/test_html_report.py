@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_tiny_checkpoint
+from test_evaluate import TINY
 from typer.testing import CliRunner
 
-from conftest import write_tiny_checkpoint
 from stemsplit.audio import encode
 from stemsplit.audio.io import audio_info, write_audio
 from stemsplit.cli import app
@@ -17,7 +18,6 @@ from stemsplit.data.cache import CacheWriter
 from stemsplit.evaluation import EvaluationError, listening
 from stemsplit.evaluation.listening import pick_tracks, separation_speed, track_spreads
 from stemsplit.pipelines.evaluate import EvaluateRequest, evaluate
-from test_evaluate import TINY
 
 SR = 8000
 STEMS = ["vocals", "other"]

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cli_proc import TIMEOUT, child_env
 from conftest import tone_mix
+
 from stemsplit.audio.io import write_audio
 
 # the import names of everything in pyproject's [train] extra: none of it is in the base install

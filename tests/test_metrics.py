@@ -5,8 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from stemsplit.metrics import (BSS_METRICS, aggregate, bss_eval_frames, frame_median, global_sdr,
-                               global_sdr_stems, museval_track_json, num_frames)
+from stemsplit.metrics import (
+    BSS_METRICS,
+    aggregate,
+    bss_eval_frames,
+    frame_median,
+    global_sdr,
+    global_sdr_stems,
+    museval_track_json,
+    num_frames,
+)
 
 SR = 8000  # museval's cost is the filter solve, so few stems and channels keep these fast
 

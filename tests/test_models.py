@@ -1,9 +1,9 @@
 import torch
+from conftest import CONFIGS, tiny_config
 
 from stemsplit.checkpoint import load_checkpoint, save_checkpoint
 from stemsplit.config import load_config
 from stemsplit.models import build_model, count_parameters, names
-from conftest import CONFIGS, tiny_config
 
 
 def _mag(cfg, frames=40, batch=2):

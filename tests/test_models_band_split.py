@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import CONFIGS, TINY, tiny_config, tone_mix
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import load_checkpoint
 from stemsplit.config import ConfigError, load_config
 from stemsplit.models import build_model
@@ -16,7 +17,6 @@ from stemsplit.models.band_split import band_edges
 from stemsplit.pipelines.train import TrainOptions, run_train
 from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
-from test_training_corpus import FAST, make_corpus
 
 
 @pytest.mark.parametrize("n_bins,max_bin,num_bands", [(2049, 1487, 24), (257, 64, 8), (257, 257, 40),

@@ -16,17 +16,17 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from conftest import CONFIGS, tone_mix
+from test_training_corpus import FAST, make_corpus
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import CONFIGS, tone_mix
 from stemsplit.cli import app
 from stemsplit.config import ConfigError, load_config
 from stemsplit.models import SeparationModel, build_model, model_class, names, register, unregister
 from stemsplit.models.base import INPUT_KINDS, OUTPUT_KINDS, TARGETS
 from stemsplit.pretrained import resolve_model
 from stemsplit.separation.torch_runner import torch_engine
-from test_training_corpus import FAST, make_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from conftest import tiny_config
+
 from stemsplit.models import build_model
 from stemsplit.models.deep_clustering import kmeans_binary_masks
 

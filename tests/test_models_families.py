@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import CONFIGS, TINY, tiny_config, tone_mix
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import load_checkpoint, save_checkpoint
 from stemsplit.config import ConfigError, load_config
 from stemsplit.models import build_model, model_class
@@ -16,7 +17,6 @@ from stemsplit.pipelines.train import TrainOptions, run_train
 from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
 from stemsplit.training.losses import SeparationLoss, TrainForward
-from test_training_corpus import FAST, make_corpus
 
 FAMILIES = ("crnn", "transformer", "deep_clustering", "waveform_fnn", "nmf")
 

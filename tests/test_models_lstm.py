@@ -3,8 +3,8 @@ stem bridged by averaging (CrossNet-Open-Unmix)."""
 from __future__ import annotations
 
 import torch
-
 from conftest import tiny_config
+
 from stemsplit.models import build_model
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from stemsplit.config import load_config
 from stemsplit.models import build_model, count_parameters
 from stemsplit.models.nmf import beta_divergence, fit_activations, initial_activations, update_dictionary

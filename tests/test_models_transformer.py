@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import tiny_config
+
 from stemsplit.models import build_model
 from stemsplit.models.transformer import apply_rotary, rotary_angles
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from stemsplit.models import build_model
 from stemsplit.models.waveform_fnn import frame, overlap_add
 

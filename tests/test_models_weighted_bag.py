@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import tone_mix, write_tiny_checkpoint
+from test_training_corpus import make_corpus
+
 from stemsplit import pretrained
 from stemsplit.checkpoint import load_checkpoint
 from stemsplit.config import ConfigError, load_config
@@ -12,7 +13,6 @@ from stemsplit.models import combining_family
 from stemsplit.pipelines.ensemble import simplex_grid, write_ensemble
 from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
-from test_training_corpus import make_corpus
 
 NO_WIENER = EngineSettings(wiener_iterations=0, device="cpu")
 

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import TINY, tiny_config, write_tiny_checkpoint
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config, write_tiny_checkpoint
 from stemsplit.checkpoint import LoadedModel
 from stemsplit.cli import app
 from stemsplit.config import config_to_dict, load_config

@@ -15,7 +15,7 @@ import torch
 from onnx import TensorProto, helper
 
 import stemsplit.pretrained as pretrained
-from stemsplit.checkpoint import read_checkpoint, atomic_torch_save
+from stemsplit.checkpoint import atomic_torch_save, read_checkpoint
 from stemsplit.config import config_to_dict
 from stemsplit.errors import CheckpointError, StemsplitError
 from stemsplit.onnx_export import example_input

@@ -4,8 +4,14 @@ import pytest
 
 from stemsplit.config import STFTConfig
 from stemsplit.metrics import bss_eval_frames, global_sdr, global_sdr_stems
-from stemsplit.separation.oracle import (MIXTURE, ORACLE_IBM, ORACLE_IRM_MAG, ORACLE_IRM_POWER,
-                                         ORACLE_METHODS, oracle_estimates)
+from stemsplit.separation.oracle import (
+    MIXTURE,
+    ORACLE_IBM,
+    ORACLE_IRM_MAG,
+    ORACLE_IRM_POWER,
+    ORACLE_METHODS,
+    oracle_estimates,
+)
 
 SR = 8000
 STFT = STFTConfig(n_fft=512, hop_length=128)

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIGS
+
 from stemsplit.data.cache import DataError
 from stemsplit.pipelines.train import TrainOptions, run_train
 

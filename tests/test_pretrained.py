@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tone_mix, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 import stemsplit.pretrained as pretrained
 from stemsplit.audio.io import write_audio
 from stemsplit.checkpoint import CheckpointError
-from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.cli import app
-from conftest import tone_mix, write_tiny_checkpoint
+from stemsplit.separation.torch_runner import torch_engine
 
 
 @pytest.fixture

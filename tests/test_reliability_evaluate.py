@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-
 from cli_proc import run, run_all
+from test_evaluate import SR, STEMS, make_corpus
+
 from stemsplit.audio.io import write_audio
 from stemsplit.data.cache import PreparedDataset
-from test_evaluate import SR, STEMS, make_corpus
 
 
 @pytest.fixture(scope="module")

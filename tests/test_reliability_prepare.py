@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_proc import run, run_all
 from conftest import CONFIGS
+
 from stemsplit.audio.io import write_audio
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.data.folder import FolderTrack, assign_splits

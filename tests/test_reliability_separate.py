@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from cli_proc import run, run_all, start, finish, wait_for
+from cli_proc import finish, run, run_all, start, wait_for
 from conftest import tone_mix, write_tiny_checkpoint
+
 from stemsplit.atomic import is_temp_name
 from stemsplit.audio.io import write_audio
 

@@ -6,14 +6,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS, tiny_config
 
 from stemsplit.config import load_config
 from stemsplit.models import build_model
 from stemsplit.separation.engine import Engine, crossfade_window
 from stemsplit.separation.torch_runner import TorchRunner
-from stemsplit.settings import EngineSettings
 from stemsplit.separation.wiener import wiener
-from conftest import CONFIGS, tiny_config
+from stemsplit.settings import EngineSettings
 
 
 class PassThrough:

@@ -2,8 +2,15 @@
 import numpy as np
 from PIL import Image
 
-from stemsplit.evaluation.spectrogram_images import (DB_RANGE, HEIGHT, N_LEVELS, WIDTH, levels,
-                                                      spectrogram_db, write_spectrogram_png)
+from stemsplit.evaluation.spectrogram_images import (
+    DB_RANGE,
+    HEIGHT,
+    N_LEVELS,
+    WIDTH,
+    levels,
+    spectrogram_db,
+    write_spectrogram_png,
+)
 
 SR = 16000
 

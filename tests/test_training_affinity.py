@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import tiny_config
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.config import ConfigError
 from stemsplit.models import build_model
 from stemsplit.training.affinity import affinity_loss, dominant_stem_labels
 from stemsplit.training.losses import SeparationLoss, TrainForward, resolve_loss
-from test_training_corpus import FAST, make_corpus
 
 
 def _brute_force(v, y, w):

@@ -13,11 +13,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CONFIGS, TINY
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import load_checkpoint, read_checkpoint
 from stemsplit.pipelines.train import TrainOptions, run_train
-from test_training_corpus import FAST, make_corpus
 
 SETTINGS = TINY["mask_cnn"] + FAST + ["model.dropout=0.0", "data.excerpt_seconds=0.25"]
 

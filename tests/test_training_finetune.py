@@ -5,12 +5,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import CONFIGS, TINY
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import read_checkpoint
 from stemsplit.config import ConfigError
 from stemsplit.pipelines.train import TrainOptions, run_train
-from test_training_corpus import FAST, make_corpus
 
 
 @pytest.fixture(scope="module")

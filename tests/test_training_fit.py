@@ -8,15 +8,15 @@ import signal
 
 import pytest
 import torch
-
 from conftest import CONFIGS, TINY
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import load_checkpoint, read_checkpoint
 from stemsplit.config import ConfigError
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.pipelines.train import TrainOptions, run_train
 from stemsplit.training.distributed import DistContext
 from stemsplit.training.fit import Fitter
-from test_training_corpus import FAST, make_corpus
 
 
 @pytest.fixture(scope="module")

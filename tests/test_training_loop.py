@@ -8,8 +8,9 @@ import signal
 
 import pytest
 import torch
-
 from conftest import CONFIGS, TINY, tiny_config
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import load_checkpoint, read_checkpoint
 from stemsplit.config import ConfigError
 from stemsplit.models import build_model
@@ -18,7 +19,6 @@ from stemsplit.training import loop as loop_module
 from stemsplit.training.loop import TrainingDiverged
 from stemsplit.training.losses import LossOutput, SeparationLoss, TrainForward
 from stemsplit.training.validate import ValResult
-from test_training_corpus import FAST, make_corpus
 
 
 @pytest.fixture(scope="module")

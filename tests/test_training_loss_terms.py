@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from stemsplit.config import ConfigError
-from stemsplit.training.loss_terms import (combination_sums, mixture_consistency, stem_combinations,
-                                           weighted_sdr)
+from stemsplit.training.loss_terms import combination_sums, mixture_consistency, stem_combinations, weighted_sdr
 from stemsplit.training.losses import SeparationLoss
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from conftest import CONFIGS, TINY
+from test_training_corpus import FAST, make_corpus
+
 from stemsplit.checkpoint import read_checkpoint
 from stemsplit.pipelines.train import TrainOptions, run_train
-from test_training_corpus import FAST, make_corpus
 
 
 def test_train_minutes_are_recorded_and_add_up_over_a_resume(tmp_path):

@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from stemsplit.checkpoint import CheckpointError, read_checkpoint
 from stemsplit.config import ConfigError
 from stemsplit.models import build_model
@@ -19,8 +19,7 @@ from stemsplit.training.losses import SeparationLoss, TrainForward, multi_resolu
 from stemsplit.training.sampler import ResumableSampler
 from stemsplit.training.schedule import COSINE_FLOOR, LRSchedule, lr_factor
 from stemsplit.training.signals import StopRequest
-from stemsplit.training.state import (LAST, PREV, capture_rng, load_resume_checkpoint, restore_rng,
-                                      save_last)
+from stemsplit.training.state import LAST, PREV, capture_rng, load_resume_checkpoint, restore_rng, save_last
 
 STEMS = ["vocals", "drums", "bass", "other"]
 

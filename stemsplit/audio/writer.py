@@ -133,7 +133,7 @@ class AudioWriter:
             pass  # a full disk cannot take the header: the file goes anyway
         self.tmp.unlink(missing_ok=True)  # after a commit: gone already, or the scratch file
 
-    def __enter__(self) -> "AudioWriter":
+    def __enter__(self) -> AudioWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

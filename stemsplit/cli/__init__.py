@@ -4,9 +4,9 @@ Each subcommand parses flags and calls ``stemsplit.pipelines.<name>``; no work h
 """
 from __future__ import annotations
 
+from stemsplit.cli import evaluate, export, prepare, separate, train  # noqa: F401  (register commands)
 from stemsplit.cli.allocator import tune_allocator
 from stemsplit.cli.common import app
-from stemsplit.cli import evaluate, export, prepare, separate, train  # noqa: F401  (register commands)
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -120,14 +121,14 @@ def one_line(exc: BaseException) -> str:
 # --- the separation flags: one option group shared by `separate` and `evaluate` ---------------
 
 PANEL = "Separation engine"
-SegmentOpt = Annotated[Optional[float], typer.Option(
+SegmentOpt = Annotated[float | None, typer.Option(
     "--segment", help="Segment length in seconds (default: the model's own).", rich_help_panel=PANEL)]
-OverlapOpt = Annotated[Optional[float], typer.Option(
+OverlapOpt = Annotated[float | None, typer.Option(
     "--overlap", help="Segment overlap as a fraction in [0, 1) (default: the model's own).",
     rich_help_panel=PANEL)]
 ShiftsOpt = Annotated[int, typer.Option(
     "--shifts", help="Test-time augmentation: average over N sub-hop shifted passes.", rich_help_panel=PANEL)]
-WienerOpt = Annotated[Optional[int], typer.Option(
+WienerOpt = Annotated[int | None, typer.Option(
     "--wiener-iterations", help="Multichannel Wiener post-filter iterations (default: the model's own, "
     "separate.wiener_iterations).", rich_help_panel=PANEL)]
 DeviceOpt = Annotated[str, typer.Option(

@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
-from stemsplit.cli.common import (TRAIN_MODULES, DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt,
-                                  app, console, engine_settings, fail, is_tty, require_extra, user_errors)
+from stemsplit.cli.common import (
+    TRAIN_MODULES,
+    DeviceOpt,
+    OverlapOpt,
+    ProgressUI,
+    SegmentOpt,
+    ShiftsOpt,
+    WienerOpt,
+    app,
+    console,
+    engine_settings,
+    fail,
+    is_tty,
+    require_extra,
+    user_errors,
+)
 from stemsplit.cli.flags import check_number
 
 MAX_STFT = 1 << 16
@@ -47,25 +60,25 @@ class EvaluateProgress(ProgressUI):
 def evaluate(
     data: Path = typer.Option(..., "--data", "-d", help="A prepared dataset folder (stemsplit prepare)."),
     split: str = typer.Option("test", help="Which split of the dataset to score."),
-    model: Optional[list[str]] = typer.Option(None, "--model", "-m",
+    model: list[str] | None = typer.Option(None, "--model", "-m",
                                               help="Checkpoint path or shipped model name (repeatable)."),
-    estimates: Optional[list[Path]] = typer.Option(
+    estimates: list[Path] | None = typer.Option(
         None, "--estimates", help="Folder of separated stems DIR/<track>/<stem>.wav (repeatable)."),
     oracle: bool = typer.Option(False, "--oracle", help="Add the oracle-ibm, oracle-irm-mag, "
                                                         "oracle-irm-power and mixture rows."),
     metrics: str = typer.Option("both", help="fast (global SDR), museval (BSS Eval v4) or both."),
     out: Path = typer.Option(Path("eval"), "--out", "-o", help="Report folder (also the resume cache)."),
-    workers: Optional[int] = typer.Option(None, help="Parallel tracks (default: the CPU count)."),
-    stft_n_fft: Optional[int] = typer.Option(None, "--stft-n-fft",
+    workers: int | None = typer.Option(None, help="Parallel tracks (default: the CPU count)."),
+    stft_n_fft: int | None = typer.Option(None, "--stft-n-fft",
                                              help="Oracle STFT size (default: first model's, else 4096)."),
-    stft_hop: Optional[int] = typer.Option(None, "--stft-hop",
+    stft_hop: int | None = typer.Option(None, "--stft-hop",
                                            help="Oracle STFT hop (default: first model's, else 1024)."),
     segment: SegmentOpt = None,
     overlap: OverlapOpt = None,
     shifts: ShiftsOpt = 0,
     wiener_iterations: WienerOpt = None,
     device: DeviceOpt = "auto",
-    limit: Optional[int] = typer.Option(None, help="Score only the first N tracks of the split."),
+    limit: int | None = typer.Option(None, help="Score only the first N tracks of the split."),
     html: bool = typer.Option(False, "--html", help="Also write report.html: the scores, the boxplot and a "
                                                     "multitrack player per track (needs ffmpeg)."),
     html_tracks: str = typer.Option("10", "--html-tracks", metavar="N",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -11,7 +10,7 @@ from stemsplit.cli.common import TRAIN_MODULES, app, console, require_extra, use
 
 @app.command()
 def export(
-    model: Optional[str] = typer.Option(None, "--model", "-m",
+    model: str | None = typer.Option(None, "--model", "-m",
                                         help="Shipped model name or a .ckpt path (default: the default model)."),
     out: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write (replaced atomically)."),
     fp16_weights: bool = typer.Option(False, "--fp16-weights",

@@ -6,14 +6,21 @@ Exit codes: 0 all tracks prepared, 1 the dataset was written but some tracks wer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stemsplit.cli.common import (SET_HELP, TRAIN_MODULES, app, config_or_exit, console, is_tty, require_extra,
-                                  user_errors)
+from stemsplit.cli.common import (
+    SET_HELP,
+    TRAIN_MODULES,
+    app,
+    config_or_exit,
+    console,
+    is_tty,
+    require_extra,
+    user_errors,
+)
 from stemsplit.cli.flags import check_choice, check_number
 
 prepare_app = typer.Typer(help="Turn a dataset into a training-ready cache (see 'prepare COMMAND --help').",
@@ -38,7 +45,7 @@ class PrepareUI:
         self.total = self.done = 0
         self.description = ""
 
-    def __enter__(self) -> "PrepareUI":
+    def __enter__(self) -> PrepareUI:
         if self.tty:
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), console=console, transient=True)
@@ -90,7 +97,7 @@ def _print_report(report, verbose: bool) -> None:
         raise typer.Exit(1)
 
 
-def _check_flags(sample_rate: Optional[int], dtype: str, limit: int, max_residual_db: float, silence_db: float,
+def _check_flags(sample_rate: int | None, dtype: str, limit: int, max_residual_db: float, silence_db: float,
                  valid_fraction: float | None = None, seed: int | None = None) -> None:
     """Every numeric flag, finite and in range, before any work: one line naming the flag, exit 2."""
     with user_errors():
@@ -103,7 +110,7 @@ def _check_flags(sample_rate: Optional[int], dtype: str, limit: int, max_residua
         check_number("--seed", seed, 0, 2**32 - 1)
 
 
-def _options(out: Path, config: Optional[Path], overrides: List[str], sample_rate: Optional[int],
+def _options(out: Path, config: Path | None, overrides: list[str], sample_rate: int | None,
              dtype: str, limit: int, strict: bool, max_residual_db: float, silence_db: float, licence: str = ""):
     from stemsplit.data.checks import CheckOptions
     from stemsplit.pipelines.prepare import PrepareOptions
@@ -141,7 +148,7 @@ def prepare_musdb(
     wav: bool = typer.Option(False, "--wav", help="MUSDB18-HQ: wav folders instead of .stem.mp4 files."),
     subsets: str = typer.Option("train,test", "--subsets", help="Comma-separated: train (gives train and "
                                 "valid), test."),
-    config: Optional[Path] = _CONFIG, overrides: List[str] = _SET, sample_rate: Optional[int] = _RATE,
+    config: Path | None = _CONFIG, overrides: list[str] = _SET, sample_rate: int | None = _RATE,
     dtype: str = _DTYPE, limit: int = _LIMIT, strict: bool = _STRICT, max_residual_db: float = _RESIDUAL,
     silence_db: float = _SILENCE, licence: str = _LICENCE, verbose: bool = _VERBOSE,
 ) -> None:
@@ -166,14 +173,14 @@ def prepare_musdb(
 def prepare_folder(
     root: Path = typer.Option(..., "--root", help="Folder of track folders (optionally inside train/ valid/ test/)."),
     out: Path = _OUT,
-    stems: Optional[str] = typer.Option(None, "--stems", help="Comma-separated stem names, e.g. "
+    stems: str | None = typer.Option(None, "--stems", help="Comma-separated stem names, e.g. "
                                         "vocals,drums,bass,other,piano (default: the config's stems)."),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Share of tracks drawn for the valid "
                                          "split when there is no valid/ folder."),
     seed: int = typer.Option(0, "--seed", help="Seed of the valid-split draw."),
     valid_tracks: str = typer.Option("", "--valid-tracks", help="Comma-separated track folder names that form "
                                      "the valid split (held out of training), instead of a random draw."),
-    config: Optional[Path] = _CONFIG, overrides: List[str] = _SET, sample_rate: Optional[int] = _RATE,
+    config: Path | None = _CONFIG, overrides: list[str] = _SET, sample_rate: int | None = _RATE,
     dtype: str = _DTYPE, limit: int = _LIMIT, strict: bool = _STRICT, max_residual_db: float = _RESIDUAL,
     silence_db: float = _SILENCE, licence: str = _LICENCE, verbose: bool = _VERBOSE,
 ) -> None:
@@ -199,7 +206,7 @@ def prepare_synth(
     seconds: float = typer.Option(30.0, "--seconds", help="Length of each song."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same songs."),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Share of songs in the valid split."),
-    config: Optional[Path] = _CONFIG, overrides: List[str] = _SET, sample_rate: Optional[int] = _RATE,
+    config: Path | None = _CONFIG, overrides: list[str] = _SET, sample_rate: int | None = _RATE,
     dtype: str = _DTYPE, verbose: bool = _VERBOSE,
 ) -> None:
     """Generate songs (MUSDB18-HQ wav layout in OUT/audio) and prepare them into OUT."""

@@ -2,13 +2,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
-from stemsplit.cli.common import (PANEL, DeviceOpt, OverlapOpt, ProgressUI, SegmentOpt, ShiftsOpt, WienerOpt, app,
-                                  console, engine_settings, fail, is_tty, user_errors)
+from stemsplit.cli.common import (
+    PANEL,
+    DeviceOpt,
+    OverlapOpt,
+    ProgressUI,
+    SegmentOpt,
+    ShiftsOpt,
+    WienerOpt,
+    app,
+    console,
+    engine_settings,
+    fail,
+    is_tty,
+    user_errors,
+)
 from stemsplit.cli.flags import check_choice, check_number
 from stemsplit.separation.runtimes import check_runtime
 
@@ -93,10 +105,10 @@ def _architectures_line() -> str:
 @app.command()
 def separate(
     inputs: list[Path] = typer.Argument(None, help="Audio files and/or folders (walked recursively)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Shipped model name or checkpoint path."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Shipped model name or checkpoint path."),
     out: Path = typer.Option(Path("separated"), "--out", "-o", help="Output folder."),
     filename: str = typer.Option("{model}/{track}/{stem}.{ext}", help="Output path template under --out."),
-    stems: Optional[str] = typer.Option(None, help="Comma-separated subset of stems, e.g. vocals."),
+    stems: str | None = typer.Option(None, help="Comma-separated subset of stems, e.g. vocals."),
     residual: bool = typer.Option(False, help="Also write mixture minus the chosen stems "
                                               "(no_<stem> or accompaniment)."),
     fmt: str = typer.Option("wav", "--format", help="wav or flac."),
@@ -110,9 +122,9 @@ def separate(
     runtime: str = typer.Option("auto", "--runtime", help="What runs the network: onnx (ONNX Runtime, no torch "
                                 "needed), torch, or auto (onnx when the model has an ONNX form and no GPU is "
                                 "asked for, else torch).", rich_help_panel=PANEL),
-    jobs: Optional[int] = typer.Option(None, help="CPU threads for the network (torch or ONNX Runtime)."),
+    jobs: int | None = typer.Option(None, help="CPU threads for the network (torch or ONNX Runtime)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose outputs all exist."),
-    shard: Optional[str] = typer.Option(None, help="i/N: process only the i-th of N interleaved shares."),
+    shard: str | None = typer.Option(None, help="i/N: process only the i-th of N interleaved shares."),
     list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
 ) -> None:
     """Separate songs into stems: `stemsplit separate song.mp3`."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,12 +16,12 @@ from stemsplit.cli.common import SET_HELP, TRAIN_MODULES, DeviceOpt, app, consol
 
 @app.command("train")
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Training config YAML (configs/*.yaml)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d",
+    config: Path | None = typer.Option(None, "--config", "-c", help="Training config YAML (configs/*.yaml)."),
+    data: Path | None = typer.Option(None, "--data", "-d",
                                         help="Prepared dataset folder (stemsplit prepare); its valid split validates."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder to create."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a separation model from a config; resumable, and multi-GPU under torchrun."""

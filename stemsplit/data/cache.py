@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from stemsplit.atomic import write_json_atomic
-from stemsplit.data.cache_format import (DTYPES, FORMAT, MIXTURE, STATS_PREPARED, CacheWriteError,  # noqa: F401
-                                         DataError, digest)
+from stemsplit.data.cache_format import DTYPES, FORMAT, MIXTURE, STATS_PREPARED, CacheWriteError, DataError, digest  # noqa: F401
 from stemsplit.data.reader import PreparedDataset
 
 

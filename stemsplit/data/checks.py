@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 RESIDUAL_WARNING = "mixture is not the sum of its stems"
 
 

@@ -20,7 +20,7 @@ The mixture is always the sum of the augmented stems.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -22,7 +22,7 @@ resumable mid-epoch); this loader is the trainer's only data path.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch

@@ -7,9 +7,9 @@ decoded audio to the cache's sample rate and channel count.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

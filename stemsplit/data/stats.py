@@ -7,7 +7,7 @@ than they vary between tracks.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stemsplit.evaluation.methods import MethodSpec
 from stemsplit.atomic import write_json_atomic, write_text_atomic
+from stemsplit.evaluation.methods import MethodSpec
 from stemsplit.evaluation.store import TrackResult, safe_name
 from stemsplit.metrics import MEAN_STEM, aggregate, museval_track_json
 

@@ -97,8 +97,8 @@ def write_colour_scale_png(path: Path, db_range: tuple[float, float] = DB_RANGE)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize
     from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     fig, ax = plt.subplots(figsize=(4.0, 0.75))
     bar = fig.colorbar(ScalarMappable(norm=Normalize(*db_range), cmap=CMAP), cax=ax, orientation="horizontal")

@@ -58,7 +58,7 @@ class TrackResult:
                     out[(stem, metric)] = frame_median(self.frames.get(stem, {}).get(metric, []))
         return out
 
-    def merged(self, other: "TrackResult") -> "TrackResult":
+    def merged(self, other: TrackResult) -> TrackResult:
         """This result with the metric families it lacks taken from ``other`` (same key/track)."""
         return TrackResult(
             key=self.key, track=self.track, stems=self.stems, validity=self.validity,
@@ -74,7 +74,7 @@ class TrackResult:
                 "seconds": self.seconds, "extra": self.extra}
 
     @classmethod
-    def from_json(cls, raw: dict) -> "TrackResult":
+    def from_json(cls, raw: dict) -> TrackResult:
         return cls(key=raw["key"], track=raw["track"], stems=list(raw["stems"]),
                    validity=raw.get("validity", {}), gsdr=raw.get("gsdr"), frames=raw.get("frames"),
                    win_seconds=raw.get("win_seconds", 1.0), hop_seconds=raw.get("hop_seconds", 1.0),

@@ -32,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from stemsplit.config import ConfigError
 from stemsplit.models.base import MethodModule, SeparationModel

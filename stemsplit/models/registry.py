@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Callable
 
 from stemsplit.errors import ConfigError
 from stemsplit.models.base import INPUT_KINDS, OUTPUT_KINDS, TARGETS, TRAINED_BY, SeparationModel

@@ -10,8 +10,8 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from stemsplit.config import ConfigError
 from stemsplit.models.base import SeparationModel

@@ -21,10 +21,19 @@ from stemsplit.evaluation import EvaluationError
 from stemsplit.evaluation.boxplot import write_boxplot
 from stemsplit.evaluation.listening import HtmlOptions, write_listening_report
 from stemsplit.evaluation.listening import check_options as check_html_options
-from stemsplit.evaluation.methods import (ESTIMATES, MODEL, ORACLE, MethodSpec,
-                                          check_estimate_shapes, estimate_files, estimates_key,
-                                          estimates_validity, file_sha256, model_key,
-                                          oracle_key)
+from stemsplit.evaluation.methods import (
+    ESTIMATES,
+    MODEL,
+    ORACLE,
+    MethodSpec,
+    check_estimate_shapes,
+    estimate_files,
+    estimates_key,
+    estimates_validity,
+    file_sha256,
+    model_key,
+    oracle_key,
+)
 from stemsplit.evaluation.reports import EvaluationReport, write_reports
 from stemsplit.evaluation.runner import Job, Outcome, run_jobs
 from stemsplit.evaluation.store import FAST, MUSEVAL, ScoreStore, TrackResult

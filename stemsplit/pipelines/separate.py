@@ -15,8 +15,18 @@ from typing import Protocol
 from stemsplit.audio.io import AudioError, DiskFullError, is_audio_path
 from stemsplit.errors import CheckpointError
 from stemsplit.pipelines.separate_file import output_names
-from stemsplit.pipelines.separator import (MAX_JOBS, TEMPLATE_KEYS, SeparateError, Separator, check_output_options,
-                                           check_template, check_threads, check_writable, plan_outputs, track_name)
+from stemsplit.pipelines.separator import (
+    MAX_JOBS,
+    TEMPLATE_KEYS,
+    SeparateError,
+    Separator,
+    check_output_options,
+    check_template,
+    check_threads,
+    check_writable,
+    plan_outputs,
+    track_name,
+)
 from stemsplit.separation.runtimes import check_runtime
 from stemsplit.settings import EngineSettings
 

@@ -15,9 +15,9 @@ network runs behind the engine's ``NetworkRunner`` (torch or ONNX Runtime).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 

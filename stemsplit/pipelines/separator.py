@@ -16,8 +16,8 @@ import numbers
 import os
 import string
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -133,7 +133,7 @@ class Separator:
 
     @classmethod
     def from_settings(cls, model: str | None, settings: EngineSettings, runtime: str = "auto",
-                      threads: int | None = None) -> "Separator":
+                      threads: int | None = None) -> Separator:
         """The CLI's entry: its separation flags already gathered in ``EngineSettings``."""
         self = cls.__new__(cls)
         self._setup(model, runtime, settings, threads)

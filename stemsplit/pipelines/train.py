@@ -16,19 +16,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
 import stemsplit
 from stemsplit.atomic import write_json_atomic
-from stemsplit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, save_config
 from stemsplit.checkpoint import read_checkpoint
+from stemsplit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, save_config
 from stemsplit.data.cache import DataError, PreparedDataset
-from stemsplit.training.distributed import DistContext, barrier, broadcast_object, cleanup, init_distributed
 from stemsplit.models import model_class
+from stemsplit.training.distributed import DistContext, barrier, broadcast_object, cleanup, init_distributed
 from stemsplit.training.fit import Fitter
 from stemsplit.training.loop import Trainer, TrainResult
 from stemsplit.training.state import LAST, load_resume_checkpoint

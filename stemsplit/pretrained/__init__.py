@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from stemsplit.errors import CheckpointError

@@ -20,9 +20,10 @@ Everything here is numpy (float32 / complex64); the network runs behind ``Networ
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,6 @@ from stemsplit.audio.stft_numpy import NumpySTFT
 from stemsplit.separation.runner import NetworkRunner
 from stemsplit.separation.wiener import wiener
 from stemsplit.settings import EngineSettings
-
 
 _AHEAD = 1  # segments whose network runs while the previous one is finished
 

@@ -20,8 +20,8 @@ masked mixture and the stems' magnitudes (the magnitude models' mse loss).
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from stemsplit.audio.stft import STFT
 from stemsplit.config import Config

@@ -13,8 +13,8 @@ Fitting runs in one process: under torchrun it refuses with a one-line error.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from rich.console import Console
@@ -26,8 +26,8 @@ from stemsplit.models import build_model
 from stemsplit.training.checks import check_train_config
 from stemsplit.training.distributed import DistContext
 from stemsplit.training.logging import MetricsLog, ProgressReporter, metric_columns, write_plots
-from stemsplit.training.losses import SeparationLoss
 from stemsplit.training.loop import TrainResult
+from stemsplit.training.losses import SeparationLoss
 from stemsplit.training.setup import build_data_parts, seed_everything
 from stemsplit.training.signals import StopRequest
 from stemsplit.training.state import Progress, capture_rng, restore_rng, save_best, save_last

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from rich.console import Console
@@ -23,8 +23,14 @@ from stemsplit.data.cache import PreparedDataset
 from stemsplit.errors import StemsplitError
 from stemsplit.training.checks import check_train_config
 from stemsplit.training.distributed import DistContext, all_reduce_sum, barrier, gather_objects
-from stemsplit.training.logging import (Interval, MetricsLog, ProgressReporter, TensorBoardLog, metric_columns,
-                                        write_plots)
+from stemsplit.training.logging import (
+    Interval,
+    MetricsLog,
+    ProgressReporter,
+    TensorBoardLog,
+    metric_columns,
+    write_plots,
+)
 from stemsplit.training.losses import SeparationLoss
 from stemsplit.training.schedule import LRSchedule
 from stemsplit.training.setup import build_data_parts, build_model_parts

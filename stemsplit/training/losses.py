@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from stemsplit.audio.stft import STFT
 from stemsplit.config import Config, ConfigError, STFTConfig

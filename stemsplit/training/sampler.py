@@ -8,7 +8,7 @@ interrupted run had already consumed, so the data order continues bit for bit.
 from __future__ import annotations
 
 import signal
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch.utils.data import Dataset, DistributedSampler
 

@@ -32,7 +32,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.request(signal.Signals(signum).name)
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.getsignal(sig)

@@ -13,9 +13,9 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ class Progress:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Progress":
+    def from_dict(cls, raw: dict) -> Progress:
         return cls(**raw)
 
 
