@@ -3,7 +3,7 @@
 parameters, training minutes and separation speed.
 
 usage:
-  scripts/compare_families.py EVAL_DIR ROW=MODEL [ROW=MODEL ...] [--minutes ROW=MIN ...] [--label ROW=TEXT ...]
+  research/compare_families.py EVAL_DIR ROW=MODEL [ROW=MODEL ...] [--minutes ROW=MIN ...] [--label ROW=TEXT ...]
                               [--no-speed]
 
 ROW is a method name in EVAL_DIR/summary.csv (what `evaluate` called it) and MODEL the shipped
@@ -28,11 +28,11 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "scripts"))  # bench_separate's generated song
 sys.path.insert(0, str(HERE.parent))
 
 from stemsplit.models import count_parameters  # noqa: E402
-from stemsplit.pretrained import resolve_model  # noqa: E402
+from stemsplit.resolver import load_torch  # noqa: E402
 
 ORACLES = ("oracle-ibm", "oracle-irm-mag", "oracle-irm-power", "mixture")
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             row, model = item.split("=", 1)
             if (row, "mean", "gsdr") not in table:
                 raise SystemExit(f"{args.eval_dir}/summary.csv has no row {row!r}")
-            params = count_parameters(resolve_model(model).model)
+            params = count_parameters(load_torch(model).model)
             mins = minutes.get(row, _minutes(model))
             speed = "" if song is None else f"{_speed(model, song, Path(tmp) / 'out'):.1f}"
             mean = table[(row, "mean", "gsdr")]

@@ -1,4 +1,4 @@
-"""scripts/probe_vocal_gate.py: the remixed training excerpts, their labels, the gate curve, and a
+"""research/probe_vocal_gate.py: the remixed training excerpts, their labels, the gate curve, and a
 detector that learns vocal frames from the mixture alone (generated audio)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import probe_vocal_gate as probe  # noqa: E402
 
 SECONDS = 6

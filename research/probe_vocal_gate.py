@@ -16,7 +16,7 @@ the stems still add up to what the model gave. For each (lo, hi) the script prin
 phantom vocals and the median global SDR of vocals and other on valid, per track with -v.
 
 usage:
-  scripts/probe_vocal_gate.py --data data/musdb18-7 --extra data/multitracks --seed 1 --steps 3000 \\
+  research/probe_vocal_gate.py --data data/musdb18-7 --extra data/multitracks --seed 1 --steps 3000 \\
       [--model band_split_wide] [--json eval/vocal_gate_s1.json] [-v]
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from stemsplit.data.cache import PreparedDataset  # noqa: E402
 from stemsplit.data.dataset import iter_full_tracks  # noqa: E402
 from stemsplit.evaluation.absent_stem import energy_ratio_db, median_energy_db  # noqa: E402
 from stemsplit.metrics import global_sdr  # noqa: E402
-from stemsplit.pretrained import resolve_model  # noqa: E402
+from stemsplit.resolver import load_torch  # noqa: E402
 from stemsplit.separation.torch_runner import torch_engine  # noqa: E402
 from stemsplit.settings import EngineSettings  # noqa: E402
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     features = Features()
     detector = train_detector(training_stems([args.data, *args.extra]), args.steps, args.seed, args.label_db,
                               features)
-    loaded = resolve_model(args.model)
+    loaded = load_torch(args.model)
     loaded.model.eval()
     separator = torch_engine(loaded, EngineSettings(device="cpu"))
     vi, oi = loaded.stems.index("vocals"), loaded.stems.index("other")

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Pack a prepared dataset small enough to travel to a lent GPU machine (64 MiB per call).
 
-    scripts/gpu/pack_dataset.py /work/data/musdb7 .gpu/musdb7 [--bitrate 112k] [--max-seconds 90]
+    research/gpu/pack_dataset.py /work/data/musdb7 .gpu/musdb7 [--bitrate 112k] [--max-seconds 90]
 
 A prepared dataset stores int16 stems (about 5.6 MB per 7-second track): 94 tracks are 540 MB,
 far over what one call carries. This writes each stem (and each valid track's mixture) as
 Ogg Opus at ``--bitrate`` through ffmpeg, beside the dataset's own JSON files and input
-statistics; scripts/gpu/unpack_dataset.py turns it back into a prepared dataset there.
+statistics; research/gpu/unpack_dataset.py turns it back into a prepared dataset there.
 Opus is near-transparent at 112 kb/s for one stem, and MUSDB's stems are AAC already: a
 model trained on the unpacked copy is validated again here on the original data.
 ``--max-seconds`` keeps only that much from the middle of each longer track, for datasets of

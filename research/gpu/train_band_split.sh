@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Issue 13's band-split levers, two seeds each, on one lent GPU inside one device call.
 #
-#   run (device tool): bash scripts/gpu/train_band_split.sh
+#   run (device tool): bash research/gpu/train_band_split.sh
 #   carry: [.gpu/src, .gpu/musdb7, .gpu/whl]      (.gpu/ is described in common.sh)
 #
-# Every run is recipe C (configs/gpu_candidates.env) plus mixture consistency (weight 1.0, the
+# Every run is recipe C (research/gpu/candidates.env) plus mixture consistency (weight 1.0, the
 # loss term that gained on recipe A); the previous call's 3600-step recipe-C runs (loop
 # validation 3.888 / 3.880) are the baseline. RUN names the levers, two seeds each:
 #   c_mixc   recipe C + mixture consistency, batch 16
@@ -18,11 +18,11 @@
 # checkpoint and every log. Six trainings at once need the lent machine's 16 cores; a dry run on
 # a 2-core CPU keeps to one lever and tiny steps: RUN=c_mixc MAX_STEPS=12 CAL_S=20 BUDGET_S=200
 #   DEVICE=cpu SKIP_WHEELS=1 PY=$PWD/.venv/bin/python OUT=/tmp/out EXTRA="--set train.batch_size=2
-#   --set train.val_tracks=1 --set train.val_excerpts=2" bash scripts/gpu/train_band_split.sh
+#   --set train.val_tracks=1 --set train.val_excerpts=2" bash research/gpu/train_band_split.sh
 set -u
 BUDGET_S=${BUDGET_S:-550}
-. scripts/gpu/common.sh
-$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+. research/gpu/common.sh
+$PY research/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
 COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=1 --set train.warmup_steps=50 ${EXTRA:-}"
 C="$(recipe C) --set train.mixture_consistency_weight=1.0"
 B32="--set train.batch_size=32 --set data.num_workers=2"

@@ -2,7 +2,7 @@
 """Separate a prepared split with one runtime and write the stems for `stemsplit evaluate --estimates`.
 
 usage:
-  scripts/runtime_estimates.py MODEL DATA OUT --runtime onnx|torch [--split valid] [--threads N]
+  research/runtime_estimates.py MODEL DATA OUT --runtime onnx|torch [--split valid] [--threads N]
                                [--against OTHER_OUT]
 
 MODEL is a shipped name (or a .onnx / .ckpt path). OUT/<track>/<stem>.wav are float32 WAVs at
@@ -37,12 +37,12 @@ def runner_for(model: str, runtime: str, threads: int | None):
         return load_onnx_runner(resolve_onnx(model), threads=threads)
     import torch
 
-    from stemsplit.pretrained import resolve_model
+    from stemsplit.resolver import load_torch
     from stemsplit.separation.torch_runner import TorchRunner
 
     if threads:
         torch.set_num_threads(threads)
-    loaded = resolve_model(model)
+    loaded = load_torch(model)
     return TorchRunner(loaded.model, loaded.config, "cpu")
 
 

@@ -2,20 +2,20 @@
 # Issue 13's untried training levers, two seeds each, on one lent GPU inside one device call,
 # and the GPU checks of the training switches (bf16 and fp16 autocast, torch.compile, NCCL DDP).
 #
-#   run (device tool): bash scripts/gpu/train_levers.sh     carry: [.gpu]
+#   run (device tool): bash research/gpu/train_levers.sh     carry: [.gpu]
 # .gpu/ is described in common.sh; it also holds mt/, the multitracks packed with
-# `scripts/gpu/pack_dataset.py data/multitracks .gpu/mt --bitrate 56k --max-seconds 90`.
+# `research/gpu/pack_dataset.py data/multitracks .gpu/mt --bitrate 56k --max-seconds 90`.
 #
-# Every lever is one change to recipe A (configs/gpu_candidates.env) at the same number of
+# Every lever is one change to recipe A (research/gpu/candidates.env) at the same number of
 # steps; recipe C is the band-split family on A's training settings. Steps: unpack; run the
 # switch checks and a 30-second calibration of all ten runs at once; size one schedule for the
 # A runs and one for C from the slowest measured rate so they end before BUDGET_S; stop what is
 # left at the deadline; bring back the best checkpoints and every log.
 set -u
 BUDGET_S=${BUDGET_S:-540}
-. scripts/gpu/common.sh
-$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
-[ "${MODE:-levers}" = long ] || $PY scripts/gpu/unpack_dataset.py .gpu/mt /tmp/mt || exit 4
+. research/gpu/common.sh
+$PY research/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+[ "${MODE:-levers}" = long ] || $PY research/gpu/unpack_dataset.py .gpu/mt /tmp/mt || exit 4
 COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=1 --set train.warmup_steps=50"
 A=$(recipe A); C=$(recipe C)
 declare -A LEVER=(

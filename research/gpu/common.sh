@@ -1,8 +1,8 @@
-# Shared by the scripts in scripts/gpu/ that train on a lent GPU inside one device call (sourced).
+# Shared by the scripts in research/gpu/ that train on a lent GPU inside one device call (sourced).
 #
 # .gpu/ (ignored by git, made here before the call):
 #   src/      stemsplit's code at a fixed commit (git archive, without the shipped weights)
-#   musdb7/   MUSDB18-7 packed by scripts/gpu/pack_dataset.py (and mt/, the multitracks, if used)
+#   musdb7/   MUSDB18-7 packed by research/gpu/pack_dataset.py (and mt/, the multitracks, if used)
 #   whl/      soundfile, cffi, pycparser wheels (the machine has torch, typer, rich, yaml), and soxr
 #             for the scripts that prepare audio there (train_final_levers.sh: `prepare synth`)
 # The caller sets BUDGET_S (seconds for the whole script) before sourcing this.
@@ -15,7 +15,7 @@ REPO=$PWD
 export PYTHONPATH=/tmp/site:$REPO/.gpu/src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 elapsed() { echo $(( $(date +%s) - T0 )); }
-. "$REPO/configs/gpu_candidates.env"   # the recipes: A_CONFIG/A_SETS, B_..., C_...
+. "$REPO/research/gpu/candidates.env"   # the recipes: A_CONFIG/A_SETS, B_..., C_...
 recipe() { local c=${1}_CONFIG s=${1}_SETS; echo "-c $REPO/.gpu/src/${!c} ${!s}"; }
 
 train() {  # name, then stemsplit train arguments (COMMON first)

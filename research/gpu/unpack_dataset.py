@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Turn a folder made by scripts/gpu/pack_dataset.py back into a prepared dataset.
+"""Turn a folder made by research/gpu/pack_dataset.py back into a prepared dataset.
 
-    python3 scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7
+    python3 research/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7
 
 Runs on the lent GPU machine, which has torch but neither ffmpeg nor stemsplit's install:
 soundfile (carried as a wheel) decodes the Opus at 48 kHz, torchaudio resamples it to the

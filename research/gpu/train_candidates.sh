@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Train issue 13's candidates side by side on one lent GPU, inside one device call.
 #
-#   run (device tool): bash scripts/gpu/train_candidates.sh     carry: [.gpu]
+#   run (device tool): bash research/gpu/train_candidates.sh     carry: [.gpu]
 #   (MODE=levers for the second call: loss levers on recipe A's long schedule)
-# The recipes, A and B, are in configs/gpu_candidates.env; .gpu/ is described in common.sh.
+# The recipes, A and B, are in research/gpu/candidates.env; .gpu/ is described in common.sh.
 #
 # Steps: unpack the data; run the fixed-length baselines and a 40-second calibration of the
 # long runs at the same time; size the long runs' schedules (max_steps) from the measured
@@ -12,8 +12,8 @@
 # package stores them) and every run's log and metrics to $OUT.
 set -u
 BUDGET_S=${BUDGET_S:-500}          # the whole script, from its start
-. scripts/gpu/common.sh
-$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+. research/gpu/common.sh
+$PY research/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
 COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=3 --set train.warmup_steps=50"
 A=$(recipe A); B=$(recipe B)
 if [ "${MODE:-schedule}" = levers ]; then

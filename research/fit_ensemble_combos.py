@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Score every subset of candidate checkpoints as an ensemble, to choose what to ship.
 
-    scripts/fit_ensemble_combos.py DATA SPLIT a.ckpt b.ckpt [c.ckpt ...]
+    research/fit_ensemble_combos.py DATA SPLIT a.ckpt b.ckpt [c.ckpt ...]
 
 Each checkpoint separates the split once; then, for every subset of two or more, per-stem
 weights are fitted on the grid of `pipelines/ensemble.py` (step 0.05 for pairs, 0.1 beyond,
@@ -19,25 +19,29 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stemsplit.pipelines import ensemble as E  # noqa: E402
-from stemsplit.pretrained import resolve_model  # noqa: E402
+from stemsplit.data.cache import PreparedDataset  # noqa: E402
+from stemsplit.data.dataset import iter_full_tracks  # noqa: E402
+from stemsplit.metrics import global_sdr  # noqa: E402
+from stemsplit.pipelines.ensemble import simplex_grid  # noqa: E402
+from stemsplit.resolver import load_torch  # noqa: E402
+from stemsplit.separation.torch_runner import torch_engine  # noqa: E402
 from stemsplit.settings import EngineSettings  # noqa: E402
 
 
 def main() -> None:
     data, split, paths = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-    loaded = [resolve_model(p) for p in paths]
+    loaded = [load_torch(p) for p in paths]
     engines = []
     for lm in loaded:
         lm.model.eval()
-        engines.append(E.torch_engine(lm, EngineSettings(wiener_iterations=0, device="cpu")))
+        engines.append(torch_engine(lm, EngineSettings(wiener_iterations=0, device="cpu")))
     refs, ests = [], []  # per track: (S, C, L) and (M, S, C, L)
-    for _name, mix, src in E.iter_full_tracks(E.PreparedDataset(data), split, loaded[0].stems):
+    for _name, mix, src in iter_full_tracks(PreparedDataset(data), split, loaded[0].stems):
         ests.append(np.stack([e.separate(mix) for e in engines]))
         refs.append(src)
 
     def scores(w: np.ndarray, s: int) -> list[float]:
-        return [E.global_sdr(r[s], np.tensordot(w, e[:, s], axes=1)) for r, e in zip(refs, ests)]
+        return [global_sdr(r[s], np.tensordot(w, e[:, s], axes=1)) for r, e in zip(refs, ests)]
 
     names = [Path(p).stem for p in paths]
     for i, n in enumerate(names):
@@ -47,7 +51,7 @@ def main() -> None:
             fitted, weights = [], []
             for s in range(4):
                 best, best_w = -np.inf, None
-                for g in E.simplex_grid(k, 0.05 if k == 2 else 0.1):
+                for g in simplex_grid(k, 0.05 if k == 2 else 0.1):
                     w = np.zeros(len(paths))
                     w[list(combo)] = g
                     m = float(np.mean(scores(w, s)))

@@ -2,10 +2,10 @@
 # Issue 13: the wide band-split network with and without the multitracks from the first step,
 # and a larger network, two seeds each, on one lent GPU inside one device call.
 #
-#   run (device tool): BUDGET_S=470 bash scripts/gpu/train_wide_long.sh            (first call)
-#                      RUN=h_mt CAL_S=20 BUDGET_S=330 bash scripts/gpu/train_wide_long.sh  (second)
+#   run (device tool): BUDGET_S=470 bash research/gpu/train_wide_long.sh            (first call)
+#                      RUN=h_mt CAL_S=20 BUDGET_S=330 bash research/gpu/train_wide_long.sh  (second)
 #   carry: [.gpu/src, .gpu/musdb7, .gpu/mt, .gpu/whl]      (.gpu/ is described in common.sh;
-#   mt/ is `scripts/gpu/pack_dataset.py data/multitracks .gpu/mt --bitrate 56k --max-seconds 90`:
+#   mt/ is `research/gpu/pack_dataset.py data/multitracks .gpu/mt --bitrate 56k --max-seconds 90`:
 #   the middle 90 s of each song; training draws only from the train split, so the two held-out
 #   songs, the valid split of data/multitracks, are never trained on)
 #
@@ -23,12 +23,12 @@
 # back every best checkpoint (fp16) and every log. A dry run on a 2-core CPU:
 #   RUN=w_mt MAX_STEPS=12 CAL_S=20 BUDGET_S=200 DEVICE=cpu SKIP_WHEELS=1 PY=$PWD/.venv/bin/python
 #   OUT=/tmp/out EXTRA="--set train.batch_size=2 --set train.val_tracks=1 --set train.val_excerpts=2"
-#   bash scripts/gpu/train_wide_long.sh
+#   bash research/gpu/train_wide_long.sh
 set -u
 BUDGET_S=${BUDGET_S:-500}
-. scripts/gpu/common.sh
-$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
-$PY scripts/gpu/unpack_dataset.py .gpu/mt /tmp/mt || exit 4
+. research/gpu/common.sh
+$PY research/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+$PY research/gpu/unpack_dataset.py .gpu/mt /tmp/mt || exit 4
 COMMON="--data /tmp/musdb7 --device $DEVICE --set data.num_workers=1 --set train.warmup_steps=50 ${EXTRA:-}"
 W="$(recipe C) --set train.mixture_consistency_weight=1.0"
 WIDE="--set model.feature_size=96 --set model.hidden_size=96"

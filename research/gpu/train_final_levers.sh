@@ -3,7 +3,7 @@
 # fit on train+valid, on the wide band-split network's GPU stage, two seeds each, on one lent GPU
 # inside one device call.
 #
-#   run (device tool): BUDGET_S=570 bash scripts/gpu/train_final_levers.sh
+#   run (device tool): BUDGET_S=570 bash research/gpu/train_final_levers.sh
 #   carry: [.gpu/src, .gpu/musdb7, .gpu/whl]       (.gpu/ is described in common.sh)
 #
 # The control is w_long (train_wide_long.sh, fourth GPU round): recipe C, mixture consistency,
@@ -31,12 +31,12 @@
 # A dry run on a 2-core CPU:
 #   STEPS=6 PRE_STEPS=4 SYNTH_TRACKS=2 SYNTH_SECONDS=8 BUDGET_S=400 DEVICE=cpu SKIP_WHEELS=1
 #   PY=$PWD/.venv/bin/python OUT=/tmp/out EXTRA="--set train.batch_size=2 --set train.val_tracks=1
-#   --set train.val_excerpts=2" bash scripts/gpu/train_final_levers.sh
+#   --set train.val_excerpts=2" bash research/gpu/train_final_levers.sh
 set -u
 BUDGET_S=${BUDGET_S:-570}
-. scripts/gpu/common.sh
+. research/gpu/common.sh
 STEPS=${STEPS:-2400}
-$PY scripts/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
+$PY research/gpu/unpack_dataset.py .gpu/musdb7 /tmp/musdb7 || exit 4
 echo "unpacked at $(elapsed)s"
 
 # sub66: the same cache, 14 train tracks moved to a split nothing reads; the input statistics

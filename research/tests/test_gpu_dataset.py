@@ -1,4 +1,4 @@
-"""scripts/gpu/pack_dataset.py and unpack_dataset.py: a prepared dataset survives the Opus round
+"""research/gpu/pack_dataset.py and unpack_dataset.py: a prepared dataset survives the Opus round
 trip to a lent GPU at its own levels, a silent stem included."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from stemsplit.audio.io import write_audio
 from stemsplit.data.cache import PreparedDataset
 from stemsplit.pipelines.prepare import PrepareOptions, prepare_folder
 
-GPU_SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "gpu"
+GPU_SCRIPTS = Path(__file__).resolve().parent.parent / "gpu"
 STEMS = ["vocals", "drums", "bass", "other"]
 SR = 44100
 
