@@ -40,7 +40,7 @@ def _throughput(dataset: ExcerptDataset, workers: int, fast: bool) -> float:
         loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=workers)
     started = time.perf_counter()
     count = 0
-    for mixture, sources in loader:
+    for mixture, _sources in loader:
         count += mixture.shape[0]
     return count / (time.perf_counter() - started)
 

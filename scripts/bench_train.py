@@ -95,9 +95,9 @@ def run(report: dict, steps: int = 2, device: str = "cpu") -> None:
 
 
 def main() -> int:
-    from stemsplit.cli.allocator import tune_allocator
+    from stemsplit.heap import apply_heap_policy
 
-    tune_allocator()  # the same allocator settings as the `stemsplit` command
+    apply_heap_policy("train")  # the heap settings of `stemsplit train`
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2, help="measured steps per architecture (after 1 warm-up)")
     ap.add_argument("--device", default="cpu")

@@ -34,7 +34,6 @@ domain (the one it replaces is kept as "previous_default" for the benchmark).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -45,28 +44,18 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import recipes_book  # noqa: E402
+from package_report import report  # noqa: E402
+from registry_io import PRETRAINED, load_registry, read_summary, save_registry  # noqa: E402
 
-from stemsplit.atomic import write_text_atomic  # noqa: E402
 from stemsplit.checkpoint import atomic_torch_save, read_checkpoint  # noqa: E402
 from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  # noqa: E402
 from stemsplit.data.musdb import MUSDB_LICENCE  # noqa: E402
 from stemsplit.models import build_model  # noqa: E402
 
-PRETRAINED = HERE.parent / "stemsplit" / "pretrained"
-REGISTRY = PRETRAINED / "registry.json"
-STEMS = ("vocals", "drums", "bass", "other")
 OOD_STEMS = ("drums", "bass", "other")  # the quality issue's out-of-domain bar averages these three
 MIN_DEFAULT_SPEED = 50.0  # x real time on a 3-minute song, whole process, as users run it (ONNX Runtime):
 # the lean-separation bar for the default (issue 16), above the quality issue's 25x
 SPEED_MARGIN = 1.1  # one run's speed must clear the bar by 10 %: runs of one model differ by 5-8 % here
-
-
-def _load_registry() -> dict:
-    return json.loads(REGISTRY.read_text()) if REGISTRY.is_file() else {"default": None, "models": {}}
-
-
-def _save_registry(reg: dict) -> None:
-    write_text_atomic(REGISTRY, json.dumps(reg, indent=1, ensure_ascii=False) + "\n")
 
 
 def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
@@ -102,7 +91,7 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
     atomic_torch_save(ckpt, out)
     cfg = config_from_dict(ckpt["config"])
     model = build_model(cfg)
-    reg = _load_registry()
+    reg = load_registry()
     entry = {"file": out.name, "architecture": ckpt["model"]["name"],
              "params": sum(p.numel() for p in model.parameters()), "stems": ckpt["stems"],
              "sample_rate": ckpt["sample_rate"], "weights_dtype": meta["weights_dtype"],
@@ -114,7 +103,7 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
     if "mask_accuracy" in train_scores:  # binary-mask models: share of bins whose binary mask is right, in %
         entry["mask_accuracy"] = {k: round(100 * float(v), 1) for k, v in train_scores["mask_accuracy"].items()}
     reg.setdefault("models", {})[name] = entry
-    _save_registry(reg)
+    save_registry(reg)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {meta['weights_dtype']}) and its registry entry")
     write_onnx([name])
 
@@ -136,7 +125,7 @@ def write_onnx(names: list[str] | None = None) -> None:
     from stemsplit.onnx_export import export_onnx
     from stemsplit.pipelines.export import TOLERANCE, check_against_torch
 
-    reg = _load_registry()
+    reg = load_registry()
     for name in names or list(reg["models"]):
         entry = reg["models"][name]
         ckpt_path = PRETRAINED / entry["file"]
@@ -151,13 +140,7 @@ def write_onnx(names: list[str] | None = None) -> None:
         entry["onnx"] = out.name
         print(f"wrote {out} ({exported.size_bytes / 1e6:.2f} MB, weights {'in ' + shared.name if shared else 'inline'}"
               f", max |ONNX - torch| {worst:.1e})")
-    _save_registry(reg)
-
-
-def _summary(eval_dir: Path) -> dict:
-    """(method, stem, metric) -> value from evaluate's summary.csv."""
-    with open(eval_dir / "summary.csv", newline="") as f:
-        return {(r["model"], r["stem"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+    save_registry(reg)
 
 
 def _speed(name: str) -> float:
@@ -173,7 +156,7 @@ def _speed(name: str) -> float:
 
 def _record_ood(reg: dict, ood_dir: Path) -> None:
     """Each model's gSDR on the held-out multitrack songs (evaluate --metrics fast's summary.csv)."""
-    table = _summary(ood_dir)
+    table = read_summary(ood_dir)
     for name, entry in reg["models"].items():
         if (name, "drums", "gsdr") not in table:
             raise SystemExit(f"{ood_dir}/summary.csv has no rows for {name!r}: evaluate it with --model {name}")
@@ -192,9 +175,9 @@ def selection_score(entry: dict) -> float:
 def score(eval_dir: Path, data: Path | None = None, ood_dir: Path | None = None) -> None:
     """Record scores and speed; with ``data`` (the prepared valid split) also phantom vocals;
     with ``ood_dir`` the out-of-domain scores, which then count in the choice of default."""
-    table = _summary(eval_dir)
+    table = read_summary(eval_dir)
     floor, limit = table[("mixture", "mean", "gsdr")], table[("oracle-irm-mag", "mean", "gsdr")]
-    reg = _load_registry()
+    reg = load_registry()
     if ood_dir is not None:
         _record_ood(reg, ood_dir)
     for name, entry in reg["models"].items():
@@ -228,7 +211,7 @@ def score(eval_dir: Path, data: Path | None = None, ood_dir: Path | None = None)
     if best != reg.get("default"):
         reg["previous_default"] = reg.get("default")
         reg["default"] = best
-    _save_registry(reg)
+    save_registry(reg)
     print(f"default model: {reg['default']}")
     write_onnx()  # the checkpoints were rewritten (their validation meta): their ONNX files follow
 
@@ -239,7 +222,7 @@ def ensemble(name: str, members: list[str], data: Path, split: str, step: float,
     from stemsplit.checkpoint import read_checkpoint as read
     from stemsplit.pipelines.ensemble import write_ensemble
 
-    reg = _load_registry()
+    reg = load_registry()
     with tempfile.TemporaryDirectory(prefix="stemsplit-bag-") as tmp:
         path = Path(tmp) / "best.ckpt"
         fit = write_ensemble(members, data, path, split=split, step=step, wiener_iterations=wiener)
@@ -249,15 +232,16 @@ def ensemble(name: str, members: list[str], data: Path, split: str, step: float,
             "training_data": " | ".join(f"{m}: {e['training_data']}" for m, e in zip(members, entries)),
             # each member's "; "-separated licences, each once
             "licence": "; ".join(dict.fromkeys(p for e in entries for p in e["licence"].split("; "))),
-            "trained_on_summary": "ensemble of " + " + ".join(f"{m} ({e['trained_on']})" for m, e in zip(members, entries)),
+            "trained_on_summary": "ensemble of " + " + ".join(f"{m} ({e['trained_on']})"
+                                                              for m, e in zip(members, entries)),
             "recipe": "stemsplit/pretrained/recipes.yaml (ensembles)"})
         atomic_torch_save(ckpt, path)
         add(name, Path(tmp), fp32=False, overrides=list(overrides or []))
-    reg = _load_registry()
+    reg = load_registry()
     command = f"scripts/package_models.py ensemble {name} --members {' '.join(members)} --step {step}"
     reg["models"][name].update({"recipe": command, "members": members, "ensemble_weights": fit.weights,
                                 "fitted_on": f"{data.name} {split}, {fit.tracks} tracks, step {step}"})
-    _save_registry(reg)
+    save_registry(reg)
     print("mean gSDR on the fitting split, per stem:")
     for member, scores in fit.member_scores.items():
         print(f"  {member:12s} " + "  ".join(f"{s} {v:.2f}" for s, v in scores.items()))
@@ -317,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "ensemble":
         ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations, args.overrides)
     else:
-        from package_report import report
-
         report(args.eval_dir)
     return 0
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from package_models import PRETRAINED, STEMS, _load_registry, _summary
+from registry_io import PRETRAINED, STEMS, load_registry, read_summary
 
 ORACLE_ROWS = ("oracle-ibm", "oracle-irm-mag", "oracle-irm-power", "mixture")
 SEED_ACCURACY = {"vocals": 74.3, "drums": 68.5, "bass": 93.9, "other": 73.2}  # the Lviv study's validation
@@ -11,7 +11,7 @@ SEED_ACCURACY = {"vocals": 74.3, "drums": 68.5, "bass": 93.9, "other": 73.2}  # 
 
 def report(eval_dir: Path) -> None:
     """Markdown: the shipped models, then median SDR and gSDR per stem beside the oracle rows."""
-    table, reg = _summary(eval_dir), _load_registry()
+    table, reg = read_summary(eval_dir), load_registry()
     print("| model | architecture | parameters | size | weights | speed (3-min song, 2-core CPU) | headroom closed "
           "| out of domain d/b/o | phantom vocals |")
     print("|---|---|---:|---:|---|---:|---:|---:|---:|")

@@ -1,12 +1,13 @@
 """stemsplit: separate music into stems (vocals, drums, bass, other).
 
-``stemsplit.Separator`` is the Python API (see ``stemsplit.api``). It is imported on first use,
-so ``import stemsplit`` stays light: the CLI and the model files pay nothing for it.
+``stemsplit.Separator`` and ``stemsplit.StreamSeparator`` (real time) are the Python API (see
+``stemsplit.api``). It is imported on first use, so ``import stemsplit`` stays light: the CLI and
+the model files pay nothing for it.
 """
 
-__version__ = "0.1.0"
+from stemsplit.version import __version__
 
-_API = ("Separator", "StemsplitError", "SeparateError")
+_API = ("Separator", "StreamSeparator", "StemsplitError", "SeparateError")
 __all__ = ["__version__", *_API]
 
 

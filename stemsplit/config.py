@@ -18,6 +18,7 @@ from stemsplit.atomic import write_text_atomic
 from stemsplit.errors import ConfigError  # re-exported: config users import it from here
 
 STEMS = ("vocals", "drums", "bass", "other")
+CROSSFADES = ("margin", "triangle", "linear_fade")  # separate.crossfade: how the engine blends segments
 
 
 
@@ -35,7 +36,7 @@ class AudioConfig:
 class STFTConfig:
     n_fft: int = 4096
     hop_length: int = 1024
-    window: str = "hann"
+    window: str = "hann"  # the only window; kept because shipped checkpoints and ONNX files name it
 
 
 @dataclass
@@ -66,6 +67,20 @@ class SeparateConfig:
     wiener_iterations: int = 0  # this model's default post-filter; --wiener-iterations overrides
     # stems that take the Wiener estimate when it runs; the others keep plain masking. Empty: all
     wiener_stems: list[str] = field(default_factory=list)
+    # the Wiener EM's conventions (separation/wiener.py): frames filtered independently (0: the
+    # whole segment), the mixture's scale max(1, max|X| / divisor), the covariance's diagonal
+    # loading. A publisher's model sets its own (Open-Unmix: 300, 10.0, 1e-5)
+    wiener_window_frames: int = 0
+    wiener_scale_divisor: float = 1.0
+    wiener_load: float = 1e-10
+    # how segments are cut and blended (separation/engine.py): "margin" (hop-aligned segments,
+    # zero-weight margins, linear ramps) or "triangle" (Demucs' apply_model: segments of exactly
+    # segment_seconds padded with the mixture around them, a triangle ** transition_power weight,
+    # and shifts as random offsets of up to 0.5 s from a seeded generator) or "linear_fade" (MSST's
+    # demix for the RoFormers: reflect-padded ends, linear fades of segment / 10, averaged)
+    crossfade: str = "margin"
+    transition_power: float = 1.0
+    shifts: int = 0  # the model's default --shifts; the flag overrides
 
 
 @dataclass
@@ -252,6 +267,14 @@ def _check(cfg: Config) -> None:
         raise ConfigError("separate.overlap: must be in [0, 1)")
     if cfg.separate.wiener_iterations < 0:
         raise ConfigError("separate.wiener_iterations: must be >= 0")
+    if cfg.separate.wiener_window_frames < 0:
+        raise ConfigError("separate.wiener_window_frames: must be >= 0 (0: the whole segment)")
+    if cfg.separate.wiener_scale_divisor <= 0 or cfg.separate.wiener_load <= 0:
+        raise ConfigError("separate.wiener_scale_divisor and separate.wiener_load: must be > 0")
+    if cfg.separate.crossfade not in CROSSFADES:
+        raise ConfigError(f"separate.crossfade: {cfg.separate.crossfade!r} is not one of {', '.join(CROSSFADES)}")
+    if cfg.separate.transition_power < 1 or cfg.separate.shifts < 0:
+        raise ConfigError("separate.transition_power: must be >= 1; separate.shifts: must be >= 0")
     unknown = [s for s in cfg.separate.wiener_stems if s not in cfg.stems]
     if unknown:
         raise ConfigError(f"separate.wiener_stems: {unknown[0]!r} is not one of the stems {cfg.stems}")

@@ -53,6 +53,7 @@ def test_model_params_are_checked_against_the_chosen_model():
     ("separate.overlap=1.5", "separate.overlap"),
     ("model.max_bin=5000", "model.max_bin"),
     ("stems=[]", "at least one stem"),
+    ("stft.window=hamming", "stft.window: only 'hann' is supported"),
     ("nonsense", "expected section.key=value"),
 ])
 def test_invalid_values_are_refused(override, match):

@@ -263,5 +263,6 @@ def test_primary_extra_splits_draw_the_first_datasets_valid_tracks_only(coded, t
                            primary_extra_splits=("valid",))
     assert (0, "t5") not in plain.items and (0, "t5") in final.items
     assert (1, "o_valid") not in final.items and (1, "o_train") in final.items
-    drawn = {_decode(final[i][1])[0] for i in range(200) if final.items[final._draw_position(final._rng(i), 1000)[0]][0] == 0}
+    drawn = {_decode(final[i][1])[0] for i in range(200)
+             if final.items[final._draw_position(final._rng(i), 1000)[0]][0] == 0}
     assert 5 in drawn  # track t5, the valid one, is really read

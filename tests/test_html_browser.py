@@ -19,7 +19,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic"
                  "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (make browser, or apt-get install chromium)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="no Chromium on PATH (make browser, or apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,8 @@ def test_switching_source_keeps_the_position(page):
     player.locator(".source[data-source=m1]").click()
     assert times(page, 0, "m1") == pytest.approx([1.3, 1.3], abs=0.01)
     assert player.locator(".clock").text_content().startswith("0:01.3 / 0:02.0")
-    assert player.locator(".panel[data-source=m1]").is_visible() and not player.locator(".panel[data-source=mix]").is_visible()
+    assert player.locator(".panel[data-source=m1]").is_visible()
+    assert not player.locator(".panel[data-source=mix]").is_visible()
     # playing: switch mid-song; the new stems go on from where the old ones were
     player.locator(".source[data-source=mix]").click()
     page.evaluate("""(() => { const bar = document.querySelector('section.player .seek');
@@ -125,7 +127,8 @@ def test_solo_mute_and_click_to_play_from_a_picture(page):
     wait_for(page, "[...document.querySelectorAll('audio')].every(a => a.readyState >= 1)")
     player = page.locator("section.player").nth(1)
     player.locator(".source[data-source=ref]").click()
-    muted = "[...document.querySelectorAll('section.player')[1].querySelectorAll('audio[data-source=m1]')].map(a => a.muted)"
+    muted = ("[...document.querySelectorAll('section.player')[1].querySelectorAll('audio[data-source=m1]')]"
+             ".map(a => a.muted)")
     player.locator(".panel[data-source=ref] .mute[data-stem='1']").click()
     player.locator(".play").click()
     assert page.evaluate(muted) == [False, True]  # mute holds in every source

@@ -150,7 +150,8 @@ def test_a_method_that_fails_on_a_player_track_is_left_out_and_reported(corpus, 
 
 
 def test_model_speed_comes_from_the_scoring_run(corpus, tmp_path):
-    ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt", "lstm", TINY[:1] + ["audio.channels=1", "stems=[vocals, other]"])
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt", "lstm",
+                                 TINY[:1] + ["audio.channels=1", "stems=[vocals, other]"])
     out = tmp_path / "eval"
     report = run(corpus, out, models=[str(ckpt)], estimates=[], html=True, html_tracks=1)
     speed = separation_speed(report, SR)

@@ -107,6 +107,7 @@ TRAIN_COMMANDS = {
     "train": ["train", "--config", "cfg.yaml", "-o", "run"],
     "evaluate": ["evaluate", "--data", "data", "--metrics", "fast"],
     "export": ["export", "--model", "lstm", "-o", "lstm.onnx"],
+    "ensemble": ["ensemble", "lstm", "unet", "--data", "data", "-o", "ensemble.ckpt"],
 }
 
 

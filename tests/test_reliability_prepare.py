@@ -84,7 +84,7 @@ def test_prepare_refuses_bad_numbers_in_one_line_before_any_work(tmp_path):
         (synth + ["--tracks", "0"], "--tracks 0: must be in [1, "),
         (synth + ["--valid-fraction", "-0.5"], "--valid-fraction -0.5: must be in [0, 1)"),
     ]
-    for (args, message), res in zip(cases, run_all([args for args, _ in cases], tmp_path)):
+    for (_args, message), res in zip(cases, run_all([args for args, _ in cases], tmp_path)):
         (line,) = res.out.strip().splitlines()
         assert res.code == 2 and line.startswith("error: ") and message in line, (message, res)
     assert not out.exists()  # refused before any work

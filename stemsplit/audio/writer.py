@@ -63,7 +63,10 @@ def write_failure(path: Path, exc: BaseException, fh: sf.SoundFile | None = None
 def to_pcm16(block: np.ndarray) -> np.ndarray:
     """(channels, time) float -> (time, channels) int16, as libsndfile 1.2 converts float to 16 bits
     (floor of x * 32768, saturated), in a third of its time: libsndfile converts sample by sample."""
-    scaled = np.multiply(block.T, np.float32(32768), dtype=np.float32)
+    # written frame-major (C order) here, so that soundfile gets the interleaved layout it writes
+    # without a transposing copy of its own
+    scaled = np.empty(block.shape[::-1], np.float32)
+    np.multiply(block.T, np.float32(32768), out=scaled)
     np.floor(scaled, out=scaled)
     np.clip(scaled, -32768, 32767, out=scaled)
     return scaled.astype(np.int16)

@@ -128,7 +128,8 @@ _OUT = typer.Option(..., "--out", "-o", help=OUT_HELP)
 _CONFIG = typer.Option(None, "--config", "-c", help="Config whose audio.sample_rate, audio.channels and stems to use.")
 _SET = typer.Option([], "--set", help=SET_HELP)
 _RATE = typer.Option(None, "--sample-rate", help="Resample to this rate (default: the config's, 44100).")
-_DTYPE = typer.Option("int16", "--dtype", help="Cache sample type: int16 with a scale per stem (half the disk, fastest) or float32.")
+_DTYPE = typer.Option("int16", "--dtype", help="Cache sample type: int16 with a scale per stem (half the disk, "
+                      "fastest) or float32.")
 _LIMIT = typer.Option(0, "--limit", help="Only the first N tracks of each split (quick trials).")
 _STRICT = typer.Option(False, "--strict", help="Leave out tracks with warnings too (silent stems, clipping, a "
                        "mixture that is not the sum of its stems).")

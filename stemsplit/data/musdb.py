@@ -165,7 +165,8 @@ def _load(track, is_wav: bool, options: CheckOptions, check: TrackCheck) -> Load
         check.problems.append(f"unreadable: {exc}")
         return None
     except Exception as exc:  # stempeg/ffmpeg failures come in many types
-        check.problems.append(f"unreadable: {track.path}: {str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__}")
+        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+        check.problems.append(f"unreadable: {track.path}: {reason}")
         return None
     mixture = audio.pop("mixture")
     check.seconds = mixture.shape[1] / rate

@@ -12,7 +12,7 @@ import math
 import secrets
 from importlib import resources
 
-from stemsplit.evaluation.listening import ListeningPage, SourceSet, TrackPlayer
+from stemsplit.evaluation.listening_page import ListeningPage, SourceSet, TrackPlayer
 from stemsplit.evaluation.methods import ORACLE
 from stemsplit.metrics import GSDR, MEAN_STEM
 

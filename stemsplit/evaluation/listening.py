@@ -19,13 +19,15 @@ import shutil
 import statistics
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from stemsplit.atomic import write_bytes_atomic, write_text_atomic
 from stemsplit.audio.encode import check_encoder, encode_compressed, suffix_for
 from stemsplit.audio.io import AudioError
 from stemsplit.evaluation import EvaluationError
+from stemsplit.evaluation.html_report import render_page
+from stemsplit.evaluation.listening_page import Clip, ListeningPage, SourceSet, TrackPlayer
 from stemsplit.evaluation.methods import MODEL, ORACLE, MethodSpec, produce_estimates
 from stemsplit.evaluation.reports import EvaluationReport
 from stemsplit.evaluation.runner import load_reference
@@ -52,52 +54,6 @@ def check_options(options: HtmlOptions) -> None:
         check_encoder(options.codec, options.bitrate)
     except AudioError as exc:
         raise EvaluationError(f"--html: {exc}") from None
-
-
-# --- what the page shows ------------------------------------------------------------------------
-
-
-@dataclass
-class Clip:
-    """One playable source: the mixture, a reference stem or one estimate."""
-
-    label: str
-    audio: str  # URL relative to report.html
-    image: str
-    scores: dict[str, float] = field(default_factory=dict)  # metric -> dB (estimates only)
-
-
-@dataclass
-class SourceSet:
-    """One choice of the player's source selector: the mixture, the reference stems or a method."""
-
-    key: str  # "mix", "ref", "m0", "m1"...
-    label: str
-    kind: str  # "mixture" | "reference" | a MethodSpec kind
-    clips: list[Clip]
-    mean: float = math.nan  # mean over stems of the headline metric
-
-
-@dataclass
-class TrackPlayer:
-    name: str
-    duration: float  # seconds
-    spread: float  # dB between the best and worst compared method on this track
-    sources: list[SourceSet]
-    notes: list[str] = field(default_factory=list)  # methods left out of this player, and why
-
-
-@dataclass
-class ListeningPage:
-    report: EvaluationReport
-    metric: str  # the headline metric: museval SDR when computed, else gsdr
-    players: list[TrackPlayer]
-    speed: dict[str, float]  # method -> median x real time of its separation while scoring
-    headroom: dict[str, dict[str, float]]  # method -> metric -> share of the oracle headroom
-    boxplot: str | None  # URL
-    colour_scale: str
-    codec: str
-    bitrate: str
 
 
 def headline_metric(report: EvaluationReport) -> str:
@@ -246,8 +202,8 @@ def _build_players(report: EvaluationReport, dataset, picks: list[tuple[str, flo
             try:
                 mixture, sources = load_reference(dataset, track, stems)
                 estimates = produce_estimates(spec, track, mixture, sources, sr)
-                clips = assets.clips([(stem, estimates[k], f"t{i:02d}", f"m{m}-{k}", _scores(report, spec.name, track, stem))
-                                      for k, stem in enumerate(stems)])
+                clips = assets.clips([(stem, estimates[k], f"t{i:02d}", f"m{m}-{k}",
+                                       _scores(report, spec.name, track, stem)) for k, stem in enumerate(stems)])
             except Exception as exc:  # one method failing on one track leaves the rest of the page
                 text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 player.notes.append(f"{spec.name}: left out ({text})")
@@ -277,8 +233,6 @@ def _remove_stale_folders(out: Path) -> None:
 def write_listening_report(report: EvaluationReport, dataset, out: Path, options: HtmlOptions,
                            say=None) -> dict[str, Path]:
     """Write ``out/report.html`` and ``out/report/``; returns their paths by kind."""
-    from stemsplit.evaluation.html_report import render_page
-
     check_options(options)
     out = Path(out)
     _remove_stale_folders(out)

@@ -2,14 +2,15 @@
 
 Each family is one file in this folder that subclasses ``SeparationModel`` and registers
 itself with ``@register("<name>")``; ``model.name`` in a config selects it. Model files import
-only torch and the config and error types.
+only torch, the helpers in this folder and ``stemsplit.errors`` (the ensemble also reads its
+members' configs with ``stemsplit.config.model_config_from_dict``).
 """
 from __future__ import annotations
 
 from torch import nn
 
 from stemsplit.models.base import SeparationModel
-from stemsplit.models.registry import combining_family, model_class, names, register, unregister
+from stemsplit.models.registry import ensemble_family, model_class, names, register, unregister
 
 DEFAULT_ARCHITECTURE = "lstm"  # what a config without model.name gets
 
@@ -28,6 +29,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["DEFAULT_ARCHITECTURE", "SeparationModel", "build_model", "combining_family", "count_parameters",
-           "model_args",
-           "model_class", "names", "register", "unregister"]
+__all__ = ["DEFAULT_ARCHITECTURE", "SeparationModel", "build_model", "count_parameters", "ensemble_family",
+           "model_args", "model_class", "names", "register", "unregister"]

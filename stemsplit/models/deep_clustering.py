@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemsplit.config import ConfigError
+from stemsplit.errors import ConfigError
 from stemsplit.models.base import MethodModule, SeparationModel
 from stemsplit.models.common import BinNorm
 from stemsplit.models.registry import register

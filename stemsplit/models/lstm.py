@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stemsplit.config import ConfigError
+from stemsplit.errors import ConfigError
 from stemsplit.models.base import SeparationModel
 from stemsplit.models.common import BinNorm
 from stemsplit.models.registry import register

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemsplit.config import ConfigError
+from stemsplit.errors import ConfigError
 from stemsplit.models.base import SeparationModel
 from stemsplit.models.common import BinNorm
 from stemsplit.models.registry import register

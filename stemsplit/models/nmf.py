@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stemsplit.config import ConfigError
+from stemsplit.errors import ConfigError
 from stemsplit.models.base import SeparationModel
 from stemsplit.models.registry import register
 

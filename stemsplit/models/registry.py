@@ -73,9 +73,9 @@ def names() -> list[str]:
     return sorted(_MODELS)
 
 
-def combining_family() -> type[SeparationModel]:
-    """The family that runs several trained models as one (``combines_members``)."""
-    found = [model_class(n) for n in names() if model_class(n).combines_members]
+def ensemble_family() -> type[SeparationModel]:
+    """The family that runs several trained models as one (``is_ensemble``)."""
+    found = [model_class(n) for n in names() if model_class(n).is_ensemble]
     if not found:
         raise ConfigError("no registered model family combines trained models into an ensemble")
     return found[0]

@@ -17,7 +17,8 @@ def check_train_config(cfg: Config) -> None:
     non_negative = {"train.max_steps": t.max_steps, "train.warmup_steps": t.warmup_steps,
                     "train.weight_decay": t.weight_decay, "train.grad_clip": t.grad_clip,
                     "train.time_loss_weight": t.time_loss_weight, "train.wsdr_weight": t.wsdr_weight,
-                    "train.mixture_consistency_weight": t.mixture_consistency_weight, "train.val_every_steps": t.val_every_steps,
+                    "train.mixture_consistency_weight": t.mixture_consistency_weight,
+                    "train.val_every_steps": t.val_every_steps,
                     "train.early_stopping_patience": t.early_stopping_patience,
                     "train.val_tracks": t.val_tracks, "data.num_workers": d.num_workers}
     for key, value in non_negative.items():

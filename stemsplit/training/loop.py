@@ -76,8 +76,8 @@ class Trainer:
         self.data = build_data_parts(cfg, datasets, ctx)
         if cfg.data.train_on_valid:
             self._early.append(f"final fit: training on the valid split of {self.dataset.root} too, so this run's "
-                               "validation scores are not held out and choose nothing (best.ckpt is the latest validated step); "
-                               "fix the step count from a run without it")
+                               "validation scores are not held out and choose nothing (best.ckpt is the latest "
+                               "validated step); fix the step count from a run without it")
         self.parts = build_model_parts(cfg, self.loss_fn, ctx, self.dataset,
                                        resume["state_dict"] if resume else init_state, self._say_early)
         t = cfg.train
@@ -171,7 +171,8 @@ class Trainer:
 
     # --- one step ------------------------------------------------------------------------------
 
-    def _step(self, mixture: torch.Tensor, sources: torch.Tensor, stop: StopRequest) -> tuple[torch.Tensor, float, bool]:
+    def _step(self, mixture: torch.Tensor, sources: torch.Tensor,
+              stop: StopRequest) -> tuple[torch.Tensor, float, bool]:
         """One optimizer step; returns (all-reduced [loss, flags, accuracies], grad norm, stop?)."""
         parts, p = self.parts, self.progress
         self.schedule.apply(parts.optimizer, p.step)

@@ -101,7 +101,7 @@ class SeparationLoss:
     def __init__(self, cfg: Config):
         self.kind = resolve_loss(cfg)
         model = model_class(cfg.model.name)
-        self.input_kind, self.output_kind, self.target = model.input_kind, model.output_kind, model.target
+        self.output_kind, self.target = model.output_kind, model.target
         self.threshold = cfg.train.mask_threshold
         self.time_weight = cfg.train.time_loss_weight
         self.wsdr_weight = cfg.train.wsdr_weight
@@ -138,7 +138,7 @@ class SeparationLoss:
         mix_mag = mix_spec.abs()
         src_spec = self.stft(sources)                                  # (B, S, C, F, T)
         src_mag = src_spec.abs()
-        out = self._run(net, mix_spec if self.input_kind == "complex" else mix_mag, autocast)
+        out = self._run(net, mix_mag, autocast)
 
         accuracy = None
         if self.reports_accuracy:

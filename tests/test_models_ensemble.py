@@ -9,8 +9,9 @@ from test_training_corpus import make_corpus
 from stemsplit import pretrained
 from stemsplit.checkpoint import load_checkpoint
 from stemsplit.config import ConfigError, load_config
-from stemsplit.models import combining_family
+from stemsplit.models import ensemble_family
 from stemsplit.pipelines.ensemble import simplex_grid, write_ensemble
+from stemsplit.resolver import load_torch
 from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
 
@@ -36,7 +37,7 @@ def test_the_bag_separates_like_the_weighted_average_of_its_members(members, tmp
     corpus = make_corpus(tmp_path / "ds", n_train=1, n_valid=2)
     fit = write_ensemble(paths, corpus, tmp_path / "bag.ckpt", step=0.25)
     bag = load_checkpoint(tmp_path / "bag.ckpt")
-    assert bag.config.model.name == combining_family().name
+    assert bag.config.model.name == ensemble_family().name
     assert bag.config.model.params.weights == fit.weights
     for s in range(4):  # every stem's weights are on the grid and sum to 1
         column = [row[s] for row in fit.weights]
@@ -54,13 +55,13 @@ def test_the_bag_separates_like_the_weighted_average_of_its_members(members, tmp
 
 def test_weights_and_members_are_checked():
     with pytest.raises(ConfigError, match="must be >= 0 and sum to 1"):
-        load_config(None, ["model.name=weighted_bag", "model.members=[{name: lstm}, {name: lstm}]",
+        load_config(None, ["model.name=ensemble", "model.members=[{name: lstm}, {name: lstm}]",
                            "model.weights=[[1,1,1,1],[1,1,1,1]]"])
     with pytest.raises(ConfigError, match="needs 2 rows"):
-        load_config(None, ["model.name=weighted_bag", "model.members=[{name: lstm}, {name: lstm}]",
+        load_config(None, ["model.name=ensemble", "model.members=[{name: lstm}, {name: lstm}]",
                            "model.weights=[[1,1,1,1]]"])
     with pytest.raises(ConfigError, match="model.members\\[0\\].name: unknown model"):
-        load_config(None, ["model.name=weighted_bag", "model.members=[{name: nope}]", "model.weights=[[1,1,1,1]]"])
+        load_config(None, ["model.name=ensemble", "model.members=[{name: nope}]", "model.weights=[[1,1,1,1]]"])
 
 
 def test_members_must_share_the_stft(members, tmp_path):
@@ -76,8 +77,26 @@ BAGS = [m for m in pretrained.list_models() if "ensemble_weights" in m]
 
 @pytest.mark.parametrize("entry", BAGS, ids=[m["name"] for m in BAGS])
 def test_shipped_ensembles_take_their_weights_from_the_registry(entry):
-    loaded = pretrained.resolve_model(entry["name"])
+    loaded = load_torch(entry["name"])
     assert loaded.config.model.params.weights == entry["ensemble_weights"]
     assert len(loaded.model.members) == len(entry["members"])
     stems = torch_engine(loaded).separate(tone_mix(4.0, seed=2))
     assert stems.shape[0] == 4 and np.isfinite(stems).all()
+    assert loaded.config.model.name == ensemble_family().name
+
+
+@pytest.mark.parametrize("entry", BAGS, ids=[m["name"] for m in BAGS])
+def test_shipped_ensembles_name_the_ensemble_family_in_both_files(entry):
+    """The ONNX file carries the checkpoint's config too; the ONNX runtime never builds the
+    model from it, so only this test sees a stale family name there."""
+    import json
+
+    import onnx
+
+    from stemsplit.onnx_format import META_KEY
+
+    assert entry["architecture"] == ensemble_family().name
+    proto = onnx.load(pretrained.model_file(entry["onnx"]), load_external_data=False)
+    info = json.loads({p.key: p.value for p in proto.metadata_props}[META_KEY])
+    assert info["config"]["model"]["name"] == ensemble_family().name
+    assert info["ensemble"]["weights"] == entry["ensemble_weights"]

@@ -1,11 +1,11 @@
-"""``weighted_bag``: trained mask models with per-stem weights, run as one (Demucs' bag of models).
+"""``ensemble``: trained mask models with per-stem weights, run as one (Demucs' bag of models).
 
-An ensemble: every member sees the same magnitude spectrogram (the audio is read, resampled
-and transformed once) and the bag's mask for stem s is ``sum_i weights[i][s] * mask_i[s]``. With the
+Every member sees the same magnitude spectrogram (the audio is read, resampled and transformed
+once) and the ensemble's mask for stem s is ``sum_i weights[i][s] * mask_i[s]``. With the
 mixture phase that is exactly the weighted average of the members' stems; with the Wiener
 post-filter the members share one Wiener step on the combined estimate. The weights are fitted
-on the validation split per stem (``scripts/package_models.py ensemble``) and live in the
-checkpoint's config and the shipped registry, not in code.
+on a split per stem (``stemsplit ensemble``) and live in the checkpoint's config and the
+shipped registry, not in code.
 
 Shape letters: B batch, C channels, F frequency bins, T frames, S stems, M members.
 """
@@ -17,28 +17,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from stemsplit.config import ConfigError, model_config_from_dict
+from stemsplit.config import model_config_from_dict
+from stemsplit.errors import ConfigError
 from stemsplit.models.base import SeparationModel
 from stemsplit.models.registry import model_class, register
 
 
 @dataclass
-class WeightedBagParams:
+class EnsembleParams:
     members: list[Any] = field(default_factory=list)  # each a model config: {name: <architecture>, **params}
     weights: list[list[float]] = field(default_factory=list)  # (M, S): member i's weight for stem s
 
 
-def _member_configs(params: WeightedBagParams) -> list:
+def _member_configs(params: EnsembleParams) -> list:
     return [model_config_from_dict(m, f"model.members[{i}]") for i, m in enumerate(params.members)]
 
 
-@register("weighted_bag")
-class WeightedBag(SeparationModel):
+@register("ensemble")
+class Ensemble(SeparationModel):
     """Magnitude (B, C, F, T) -> weighted member masks (B, S, C, F, T)."""
 
-    params_class = WeightedBagParams
+    params_class = EnsembleParams
     input_kind, output_kind, target, default_loss = "magnitude", "masks", "magnitude", "l1"
-    combines_members = True
+    is_ensemble = True
 
     @classmethod
     def model_section(cls, members: list[dict], weights: list[list[float]]) -> dict:
@@ -46,14 +47,14 @@ class WeightedBag(SeparationModel):
         return {"name": cls.name, "members": members, "weights": weights}
 
     @classmethod
-    def check_params(cls, params: WeightedBagParams, *, n_bins: int, n_channels: int, n_stems: int) -> None:
+    def check_params(cls, params: EnsembleParams, *, n_bins: int, n_channels: int, n_stems: int) -> None:
         if len(params.members) < 1:
-            raise ConfigError("model.members: a weighted bag needs at least one member model")
+            raise ConfigError("model.members: an ensemble needs at least one member model")
         for i, member in enumerate(_member_configs(params)):
             kind = model_class(member.name)
             if (kind.input_kind, kind.output_kind) != ("magnitude", "masks"):
                 raise ConfigError(f"model.members[{i}]: {member.name!r} maps {kind.input_kind} to "
-                                  f"{kind.output_kind}; a weighted bag combines magnitude -> masks models")
+                                  f"{kind.output_kind}; an ensemble combines magnitude -> masks models")
             kind.check_params(member.params, n_bins=n_bins, n_channels=n_channels, n_stems=n_stems)
         w = params.weights
         if len(w) != len(params.members) or any(len(row) != n_stems for row in w):
@@ -64,7 +65,7 @@ class WeightedBag(SeparationModel):
             if min(column) < 0 or abs(sum(column) - 1.0) > 1e-3:
                 raise ConfigError(f"model.weights: stem {s}'s weights {column} must be >= 0 and sum to 1")
 
-    def __init__(self, params: WeightedBagParams, *, n_bins: int, n_channels: int, n_stems: int):
+    def __init__(self, params: EnsembleParams, *, n_bins: int, n_channels: int, n_stems: int):
         super().__init__(params, n_bins=n_bins, n_channels=n_channels, n_stems=n_stems)
         self.members = nn.ModuleList(
             model_class(m.name)(m.params, n_bins=n_bins, n_channels=n_channels, n_stems=n_stems)
@@ -82,9 +83,9 @@ class WeightedBag(SeparationModel):
         exported = [m.export_module() for m in self.members]
         if all(e is m for e, m in zip(exported, self.members)):
             return self
-        bag = type(self)(self.params, n_bins=self.n_bins, n_channels=self.n_channels, n_stems=self.n_stems)
-        bag.members = nn.ModuleList(exported)
-        return bag.eval()
+        ensemble = type(self)(self.params, n_bins=self.n_bins, n_channels=self.n_channels, n_stems=self.n_stems)
+        ensemble.members = nn.ModuleList(exported)
+        return ensemble.eval()
 
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) magnitude -> (B, S, C, F, T) masks in [0, 1]."""
