@@ -14,6 +14,12 @@ result as one pass over the whole spectrogram. A block is sized so that its (S, 
 float32 working arrays stay cache-sized (``_BLOCK_BYTES``), whatever the spectrogram's size.
 The last E-step computes only the stems asked for (``stems``): with ``separate.wiener_stems``
 the others keep plain masking and their Wiener estimates would be thrown away.
+
+Three settings (``separate.wiener_*``, see ``settings_of``) reproduce other conventions of the
+same EM: ``window_frames`` filters runs of that many frames independently (each with its own
+R_j and scale; Open-Unmix uses 300), ``scale_divisor`` divides the mixture by
+max(1, max|X| / scale_divisor) before the EM (Open-Unmix and norbert: 10; ours: 1), and
+``load`` is added to the diagonal of the scaled mixture covariance (Open-Unmix: sqrt(1e-10)).
 """
 from __future__ import annotations
 
@@ -53,7 +59,7 @@ def _mstep(er: np.ndarray, ei: np.ndarray):
     return v, r00, r11, r01r, r01i
 
 
-def _estep(mr: np.ndarray, mi: np.ndarray, v, r00, r11, r01r, r01i, stems):
+def _estep(mr: np.ndarray, mi: np.ndarray, v, r00, r11, r01r, r01i, stems, load):
     """Wiener gains applied to the mixture mr + i mi (C, bins, T): est_j = v_j R_j cov^-1 x.
 
     Returns (er, ei), each (len(stems), C, bins, T) float32, for the stems ``stems`` only
@@ -63,7 +69,7 @@ def _estep(mr: np.ndarray, mi: np.ndarray, v, r00, r11, r01r, r01i, stems):
     out_r = np.empty((len(stems), c) + mr.shape[1:], np.float32)
     out_i = np.empty_like(out_r)
     c00 = (v * r00).sum(axis=0)                                       # (bins, T), real
-    c00 += np.float32(_EPS)
+    c00 += load                                                       # diagonal loading
     if c == 1:
         inv = 1.0 / c00  # x / c00 as numpy's complex division computes it: times the reciprocal
         xr, xi = mr[0] * inv, mi[0] * inv
@@ -72,7 +78,7 @@ def _estep(mr: np.ndarray, mi: np.ndarray, v, r00, r11, r01r, r01i, stems):
             np.multiply(v[j], r00[j] * xi, out=out_i[k, 0])
         return out_r, out_i
     c11 = (v * r11).sum(axis=0)
-    c11 += np.float32(_EPS)
+    c11 += load
     c01r = (v * r01r).sum(axis=0)                                     # c01 = c01r + i c01i, c10 = conj(c01)
     c01i = (v * r01i).sum(axis=0)
     det = c00 * c11
@@ -95,24 +101,32 @@ def _estep(mr: np.ndarray, mi: np.ndarray, v, r00, r11, r01r, r01i, stems):
     return out_r, out_i
 
 
-def _refine(mr, mi, er, ei, iterations: int, stems: list[int]):
+def _refine(mr, mi, er, ei, iterations: int, stems: list[int], load: np.float32):
     """EM iterations on one block of bins: mixture (C, bins, T) and estimates (S, C, bins, T),
     as real and imaginary float32 parts -> the ``stems``' estimates (len(stems), C, bins, T)."""
     every = list(range(er.shape[0]))
     for it in range(iterations):
-        er, ei = _estep(mr, mi, *_mstep(er, ei), stems if it == iterations - 1 else every)
+        er, ei = _estep(mr, mi, *_mstep(er, ei), stems if it == iterations - 1 else every, load)
     return er, ei
 
 
+def settings_of(separate) -> dict:
+    """The keyword arguments of ``wiener`` that a config's ``separate`` section sets."""
+    return {"window_frames": separate.wiener_window_frames, "scale_divisor": separate.wiener_scale_divisor,
+            "load": separate.wiener_load}
+
+
 def wiener(mix: np.ndarray, mags: np.ndarray, iterations: int, bins: int | None = None,
-           stems: list[int] | None = None, frame_major: bool = False) -> np.ndarray:
+           stems: list[int] | None = None, frame_major: bool = False, window_frames: int = 0,
+           scale_divisor: float = 1.0, load: float = _EPS) -> np.ndarray:
     """mix (C, F, T) complex, mags (S, C, F, T) magnitudes -> estimates (S', C, F, T) complex64.
 
     ``iterations=0`` is plain ratio masking with the mixture phase. ``stems`` (indices into S,
     default all) are the estimates returned, in that order; every stem still takes part in the
     filter. ``frame_major`` returns them as (S', C, T, F), the inverse STFT's layout. ``bins``
     overrides the block size (frequency bins per block; default: ``block_bins``); the result
-    does not depend on it beyond float rounding.
+    does not depend on it beyond float rounding. ``window_frames``, ``scale_divisor`` and
+    ``load``: see the module doc (the defaults are stemsplit's own convention).
     """
     mix = np.asarray(mix, dtype=np.complex64)
     mags = np.asarray(mags, dtype=np.float32)
@@ -123,6 +137,12 @@ def wiener(mix: np.ndarray, mags: np.ndarray, iterations: int, bins: int | None 
     shape = (len(stems), c, frames, n_bins) if frame_major else (len(stems), c, n_bins, frames)
     out = np.empty(shape, np.complex64)
     view = out.swapaxes(-1, -2) if frame_major else out                # (S', C, F, T) either way
+    if iterations > 0 and 0 < window_frames < frames:
+        for lo in range(0, frames, window_frames):
+            hi = min(lo + window_frames, frames)
+            view[..., lo:hi] = wiener(mix[..., lo:hi], mags[..., lo:hi], iterations, bins, stems,
+                                      scale_divisor=scale_divisor, load=load)
+        return out
     abs_mix = np.abs(mix)
     # the mixture's phase, X / |X| (a silent bin has angle 0, as torch.angle gives it), as real and
     # imaginary parts; numpy's complex division by a real computes it as X times the reciprocal
@@ -135,7 +155,7 @@ def wiener(mix: np.ndarray, mags: np.ndarray, iterations: int, bins: int | None 
             view[k].real, view[k].imag = mags[j] * phr, mags[j] * phi
         return out
     # one scale for all blocks: keeps powers in float32 range (x / scale: x times 1 / scale, as above)
-    scale = np.float32(max(float(abs_mix.max(initial=0.0)), 1.0))
+    scale = np.float32(max(float(abs_mix.max(initial=0.0)) / scale_divisor, 1.0))
     inv_scale = np.float32(1.0) / scale
     step = bins or block_bins(mags.shape[0], c, frames)
     for lo in range(0, n_bins, step):
@@ -145,7 +165,7 @@ def wiener(mix: np.ndarray, mags: np.ndarray, iterations: int, bins: int | None 
         er *= inv_scale
         ei = mags[:, :, lo:hi] * phi[None, :, lo:hi]
         ei *= inv_scale
-        er, ei = _refine(mr, mi, er, ei, iterations, stems)
+        er, ei = _refine(mr, mi, er, ei, iterations, stems, np.float32(load))
         er *= scale
         ei *= scale
         block = view[:, :, lo:hi]
