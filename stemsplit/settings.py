@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 from stemsplit.errors import ConfigError, DeviceError
 
+RUNTIMES = ("auto", "torch", "onnx")  # what runs a model's network (stemsplit.resolver picks for auto)
+CPU_DEVICES = ("auto", "cpu")  # the devices ONNX Runtime serves here
 MAX_SEGMENT_SECONDS = 3600.0  # an hour: longer segments only cost memory
 MAX_SHIFTS = 64
 MAX_WIENER_ITERATIONS = 100
@@ -23,7 +25,9 @@ class EngineSettings:
 
     segment_seconds: float | None = None
     overlap: float | None = None  # fraction of the segment, in [0, 1)
-    shifts: int = 0  # >1: average over that many passes on sub-hop time shifts
+    # >1: average over that many passes on time shifts (sub-hop; or random offsets up to 0.5 s for a
+    # model with separate.crossfade: triangle); None: the model's own separate.shifts
+    shifts: int | None = None
     wiener_iterations: int | None = None
     device: str = "auto"
 
@@ -39,7 +43,7 @@ class EngineSettings:
             _finite("--overlap", self.overlap)
             if not 0 <= self.overlap < 1:
                 raise ConfigError(f"--overlap {self.overlap:g}: must be a fraction in [0, 1), e.g. 0.25")
-        if not 0 <= self.shifts <= MAX_SHIFTS:
+        if self.shifts is not None and not 0 <= self.shifts <= MAX_SHIFTS:
             raise ConfigError(f"--shifts {self.shifts}: must be between 0 and {MAX_SHIFTS}")
         wi = self.wiener_iterations
         if wi is not None and not 0 <= wi <= MAX_WIENER_ITERATIONS:
@@ -57,6 +61,15 @@ class EngineSettings:
 def _finite(flag: str, value: float) -> None:
     if not math.isfinite(value):
         raise ConfigError(f"{flag} {value}: must be a finite number")
+
+
+def check_runtime(runtime: str, device: str = "auto") -> None:
+    """--runtime's syntax and its combination with --device, before anything loads."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "onnx" and device not in CPU_DEVICES:
+        raise ConfigError(f"--runtime onnx runs on the CPU, not --device {device}; "
+                          "use --runtime torch for a GPU, or leave --device out")
 
 
 def check_device_name(name: str) -> None:

@@ -25,6 +25,9 @@ TINY = {
     # the families of tests/test_models_families.py (not in ARCHS: the card's tests stay as they are)
     "crnn": ["model.conv_channels=[2,4]", "model.hidden_size=16", "model.max_bin=64",
              "stft.n_fft=512", "stft.hop_length=128"],
+    # the streaming configuration (configs/crnn_causal.yaml: causal convolutions, a forward GRU)
+    "crnn_causal": ["model.conv_channels=[2,4]", "model.hidden_size=16", "model.max_bin=64",
+                    "stft.n_fft=512", "stft.hop_length=128"],
     "transformer": ["model.d_model=16", "model.num_layers=1", "model.num_heads=2", "model.ff_size=16",
                     "model.max_bin=64", "stft.n_fft=512", "stft.hop_length=128"],
     "deep_clustering": ["model.hidden_size=16", "model.num_layers=1", "model.embedding_size=4",
@@ -32,6 +35,8 @@ TINY = {
     "waveform_fnn": ["model.window=64", "model.hidden_sizes=[32]"],
     "nmf": ["model.components=4", "model.fit_iterations=3", "model.separate_iterations=5",
             "stft.n_fft=512", "stft.hop_length=128"],
+    "open_unmix": ["model.hidden_size=8", "model.num_layers=2", "model.max_bin=64", "stft.n_fft=512",
+                   "stft.hop_length=128"],
     "band_split": ["model.num_bands=8", "model.feature_size=8", "model.hidden_size=8", "model.num_blocks=1",
                    "model.mlp_size=16", "model.max_bin=64", "stft.n_fft=512", "stft.hop_length=128"],
 }

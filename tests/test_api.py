@@ -31,7 +31,7 @@ def sep(ckpt) -> stemsplit.Separator:
 
 def test_import_stemsplit_stays_light():
     code = ("import sys, stemsplit; light = sorted(m for m in sys.modules if m.startswith('stemsplit')); "
-            "assert light == ['stemsplit'], light; assert 'numpy' not in sys.modules; "
+            "assert light == ['stemsplit', 'stemsplit.version'], light; assert 'numpy' not in sys.modules; "
             "stemsplit.Separator; assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -77,7 +77,8 @@ def test_an_array_and_its_file_give_the_same_stems(sep, tmp_path):
 
 def test_separate_file_writes_what_the_cli_writes(ckpt, sep, tmp_path):
     song = write_audio(tmp_path / "in" / "song.wav", tone_mix(1.5), 44100)
-    flags = ["--stems", "vocals", "--residual", "--format", "flac", "--bits", "24", "--filename", "{track}-{stem}.{ext}"]
+    flags = ["--stems", "vocals", "--residual", "--format", "flac", "--bits", "24",
+             "--filename", "{track}-{stem}.{ext}"]
     res = CliRunner().invoke(app, ["separate", str(song), "--model", str(ckpt), "--segment", "0.5", "--jobs", "1",
                                    "-o", str(tmp_path / "cli"), *flags])
     assert res.exit_code == 0, res.output
@@ -143,7 +144,8 @@ def test_bad_arguments_are_one_line_stemsplit_errors(ckpt, kwargs, match):
 
 def test_bad_models_are_one_line_stemsplit_errors(ckpt, tmp_path):
     cases = [(lambda: stemsplit.Separator("no-such-model"), "not a shipped model"),
-             (lambda: stemsplit.Separator(ckpt, runtime="onnx"), "is a torch checkpoint, not an ONNX model")]
+             (lambda: stemsplit.Separator(ckpt, runtime="onnx"), "has no ONNX form"),
+             (lambda: stemsplit.Separator(tmp_path / "gone.onnx"), "model file not found")]
     for make, match in cases:
         with pytest.raises(stemsplit.StemsplitError, match=match) as err:
             make()

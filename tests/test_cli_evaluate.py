@@ -48,7 +48,7 @@ def test_end_to_end_model_beside_the_oracles(corpus, ckpt, tmp_path):
 
 @pytest.mark.parametrize("args,match", [
     (["--split", "tset", "--oracle"], "no split 'tset'; the splits are: "),
-    (["--split", "valid", "--model", "missing.ckpt"], "no such checkpoint file"),
+    (["--split", "valid", "--model", "missing.ckpt"], "model file not found"),
     (["--split", "valid"], "nothing to evaluate"),
     (["--split", "valid", "--oracle", "--metrics", "slow"], "--metrics 'slow'"),
     (["--split", "valid", "--oracle", "--workers", "0"], "--workers 0"),

@@ -254,7 +254,7 @@ def test_runtime_flag(tmp_path, ckpt, song):
         on_onnx = stems(name, onnx, *flags)
         for s in on_torch:
             np.testing.assert_allclose(on_onnx[s], on_torch[s], rtol=0, atol=1e-4, err_msg=s)
-    for flags, message in ((["--model", ckpt, "--runtime", "onnx"], "is a torch checkpoint, not an ONNX model"),
+    for flags, message in ((["--model", ckpt, "--runtime", "onnx"], "has no ONNX form"),
                            (["--model", onnx, "--runtime", "torch"], "is an ONNX model, which the torch runtime"),
                            (["--runtime", "onnx", "--device", "cuda"], "--runtime onnx runs on the CPU"),
                            (["--runtime", "jax"], "--runtime 'jax': choose one of auto, torch, onnx")):

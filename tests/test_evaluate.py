@@ -194,7 +194,7 @@ def test_bad_estimates_fail_per_track_and_keep_the_rest(corpus, tmp_path):
 def test_bad_input_gives_one_line_errors(corpus, ckpt, tmp_path):
     with pytest.raises(DataError, match="no split 'tset'; the splits are: .*valid"):
         evaluate(request(corpus, tmp_path / "o", split="tset", oracle=True))
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match="model file not found"):
         evaluate(request(corpus, tmp_path / "o", models=[str(tmp_path / "missing.ckpt")]))
     four = write_tiny_checkpoint(tmp_path / "four.ckpt", "lstm", TINY[:2] + ["stems=[vocals, drums, bass, other]"])
     with pytest.raises(EvaluationError, match=r"separates \['vocals', 'drums', 'bass', 'other'\] but dataset"):

@@ -20,19 +20,30 @@ from stemsplit.config import config_to_dict
 from stemsplit.errors import CheckpointError, StemsplitError
 from stemsplit.onnx_export import example_input
 from stemsplit.pipelines.export import torch_output
+from stemsplit.resolver import load_torch, resolve
 from stemsplit.separation.onnx_runner import load_onnx_runner
 from stemsplit.separation.runner import NetworkRunner
 
 SHIPPED = [m["name"] for m in pretrained.list_models()]
+
+
+def onnx_file(name):
+    """The shipped ONNX file of ``name`` (None: the default), as the resolver finds it."""
+    return resolve(name, "onnx", threads=1).files["onnx"]
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_on_onnx_runtime_matches_torch(name):
-    runner = load_onnx_runner(pretrained.resolve_onnx(name), threads=1)
-    loaded = pretrained.resolve_model(name)
+    runner = load_onnx_runner(onnx_file(name), threads=1)
+    loaded = load_torch(name)
     assert isinstance(runner, NetworkRunner)
-    assert config_to_dict(runner.config) == config_to_dict(loaded.config) and runner.meta["licence"] == loaded.meta["licence"]
+    ours, theirs = config_to_dict(runner.config), config_to_dict(loaded.config)
+    # the model section is stored as exported; fields a family gained since (e.g. causal) take
+    # their defaults on torch, so every stored field must agree
+    stored, current = ours.pop("model"), theirs.pop("model")
+    assert {k: current[k] for k in stored} == stored and ours == theirs
+    assert runner.meta["licence"] == loaded.meta["licence"]
     for i, frames in enumerate((9, 20)):  # two lengths, batch 2, a short input
         x = example_input(loaded, frames=frames, batch=2, seed=i)
         want = torch_output(loaded.model, x)
@@ -46,9 +57,8 @@ def test_a_separation_with_the_onnx_runner_imports_no_torch():
     code = textwrap.dedent("""
         import sys
         import numpy as np
-        from stemsplit.pretrained import resolve_onnx
-        from stemsplit.separation.onnx_runner import load_onnx_runner
-        runner = load_onnx_runner(resolve_onnx(None), threads=1)
+        from stemsplit.resolver import resolve
+        runner = resolve(None, "onnx", threads=1).runner
         c, f = runner.config.audio.channels, runner.config.n_bins
         if runner.spectral:
             out = runner.stem_magnitudes(np.ones((1, c, f, 8), np.float32))
@@ -90,7 +100,7 @@ def test_bad_files_are_one_line_errors(tmp_path):
         load_onnx_runner(foreign)
     assert "not a stemsplit export" in _one_line(exc) and "stemsplit export" in str(exc.value)
     with pytest.raises(StemsplitError):
-        load_onnx_runner(pretrained.resolve_onnx(None), threads=0)
+        load_onnx_runner(onnx_file(None), threads=0)
 
 
 def test_a_shipped_file_refuses_a_checkpoint_rewritten_after_its_export(tmp_path):
@@ -113,26 +123,9 @@ def test_a_shipped_file_refuses_a_checkpoint_rewritten_after_its_export(tmp_path
     _one_line(exc)
 
 
-def test_resolve_onnx_names_paths_and_errors(tmp_path):
-    default = pretrained.resolve_onnx(None)
-    assert default.suffix == ".onnx" and default == pretrained.resolve_onnx(pretrained.default_model_name())
-    path = tmp_path / "mine.onnx"
-    path.write_bytes(b"x")
-    assert pretrained.resolve_onnx(str(path)) == path and pretrained.onnx_path(str(path)) == path
-    ckpt = tmp_path / "run.ckpt"
-    ckpt.write_bytes(b"x")
-    assert pretrained.onnx_path(str(ckpt)) is None
-    with pytest.raises(CheckpointError, match="torch checkpoint, not an ONNX model.*stemsplit export"):
-        pretrained.resolve_onnx(str(ckpt))
-    with pytest.raises(CheckpointError, match="not found"):
-        pretrained.resolve_onnx(str(tmp_path / "gone.onnx"))
-    with pytest.raises(CheckpointError, match="not a shipped model"):
-        pretrained.resolve_onnx("nope")
-
-
 def test_the_waveform_contract_is_kept_apart():
     """A spectral runner refuses waveforms and a waveform runner magnitudes (one line each)."""
-    runners = [load_onnx_runner(pretrained.resolve_onnx(n), threads=1) for n in SHIPPED]
+    runners = [load_onnx_runner(onnx_file(n), threads=1) for n in SHIPPED]
     spectral = next(r for r in runners if r.spectral)
     with pytest.raises(StemsplitError, match="stem_magnitudes"):
         spectral.stem_waveforms(np.zeros((1, 2, 100), np.float32))
@@ -141,3 +134,15 @@ def test_the_waveform_contract_is_kept_apart():
         with pytest.raises(StemsplitError, match="stem_waveforms"):
             r.stem_magnitudes(np.zeros((1, 2, 5, 5), np.float32))
     assert torch.get_num_threads() >= 1  # torch untouched by the runners
+
+
+@pytest.mark.parametrize("cores,threads", [(1, 1), (2, 1), (8, 7), (None, 1)])
+def test_the_network_leaves_a_core_to_the_engine_unless_told(monkeypatch, cores, threads):
+    """Default intra-op threads: every core but the one the engine's STFT, masking and writing run on."""
+    from stemsplit.separation import onnx_runner
+
+    monkeypatch.setattr(onnx_runner.os, "cpu_count", lambda: cores)
+    assert onnx_runner.default_threads() == threads
+    path = onnx_file(None)
+    assert int(load_onnx_runner(path).session.get_session_options().intra_op_num_threads) == threads
+    assert int(load_onnx_runner(path, threads=3).session.get_session_options().intra_op_num_threads) == 3

@@ -15,6 +15,7 @@ import stemsplit.pretrained as pretrained
 from stemsplit.audio.io import write_audio
 from stemsplit.checkpoint import CheckpointError
 from stemsplit.cli import app
+from stemsplit.resolver import display_name, load_torch, resolve
 from stemsplit.separation.torch_runner import torch_engine
 
 
@@ -36,19 +37,19 @@ def fake_registry(tmp_path, monkeypatch):
 def test_no_default_model_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "REGISTRY_FILE", tmp_path / "missing.json")
     with pytest.raises(CheckpointError, match="no trained model ships with this build yet"):
-        pretrained.resolve_model(None)
+        load_torch(None)
     song = write_audio(tmp_path / "s.wav", tone_mix(0.5), 44100)
     res = CliRunner().invoke(app, ["separate", str(song), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--model" in res.output
 
 
 def test_names_and_default_resolve(fake_registry, tmp_path):
-    assert pretrained.resolve_model(None).stems == ["vocals", "drums", "bass", "other"]
-    assert pretrained.resolve_model("tiny").config.model.name == "lstm"
-    assert pretrained.model_display_name(None) == "tiny"
-    assert pretrained.model_display_name(str(tmp_path / "runs" / "best.ckpt")) == "best"
-    with pytest.raises(CheckpointError, match=r"shipped: tiny"):
-        pretrained.resolve_model("nope")
+    assert load_torch(None).stems == ["vocals", "drums", "bass", "other"]
+    assert load_torch("tiny").config.model.name == "lstm"
+    assert display_name(None) == "tiny"
+    assert display_name(str(tmp_path / "runs" / "best.ckpt")) == "best"
+    with pytest.raises(CheckpointError, match=r"not a shipped model \(tiny\)"):
+        load_torch("nope")
 
 
 def test_default_model_separates_without_flags(fake_registry, tmp_path):
@@ -100,7 +101,7 @@ def test_every_shipped_model_has_its_onnx_file_sharing_the_checkpoint_weights(na
     from stemsplit.separation.onnx_runner import load_onnx_runner
 
     entry = pretrained.registry()["models"][name]
-    path = pretrained.resolve_onnx(name)
+    path = resolve(name, "onnx").files["onnx"]
     assert path.name == entry["onnx"] == f"{name}.onnx" and path.parent == Path(pretrained.__file__).parent
     runner = load_onnx_runner(path, threads=1)
     shared = runner.info["shared_weights"]
@@ -118,7 +119,7 @@ def test_every_shipped_model_has_its_onnx_file_sharing_the_checkpoint_weights(na
 
 @pytest.mark.parametrize("name", [m["name"] for m in SHIPPED])
 def test_shipped_model_separates_a_10_second_mix(name):
-    loaded = pretrained.resolve_model(name)
+    loaded = load_torch(name)
     assert loaded.meta["name"] == name and "MUSDB18" in loaded.meta["licence"]
     stems = torch_engine(loaded).separate(tone_mix(10.0, seed=3))
     assert stems.shape == (4, 2, 10 * SR)
@@ -158,7 +159,7 @@ def _energy_shares(estimate: np.ndarray, drums: np.ndarray, bass: np.ndarray) ->
 
 def test_default_model_tells_drums_from_bass():
     drums, bass = _drums_and_bass()
-    loaded = pretrained.resolve_model(None)
+    loaded = load_torch(None)
     out = torch_engine(loaded).separate(drums + bass)
     stems = loaded.stems
     drum_part, bass_part = _energy_shares(out[stems.index("drums")], drums, bass)
@@ -182,9 +183,9 @@ def test_installed_wheel_carries_the_models(tmp_path):
     wheel = next((tmp_path / "dist").glob("stemsplit_audio-*.whl"))
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
-    probe = ("import stemsplit.pretrained as p; m = p.resolve_model(None); "
-             "from stemsplit.separation.onnx_runner import load_onnx_runner as o; "
-             "assert all(o(p.resolve_onnx(n['name'])).config.stems == m.stems for n in p.list_models()); "
+    probe = ("import stemsplit.pretrained as p; from stemsplit.resolver import resolve as r; "
+             "m = r(None, 'torch'); "
+             "assert all(r(n['name'], 'onnx').stems == m.stems for n in p.list_models()); "
              "print(p.__file__); print(p.default_model_name(), m.stems, len(p.list_models()))")
     proc = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(site)},
                           cwd=tmp_path, capture_output=True, text=True)

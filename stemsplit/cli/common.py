@@ -28,7 +28,7 @@ console = Console(stderr=True, highlight=False)
 
 def _print_version(value: bool) -> None:
     if value:
-        from stemsplit import __version__
+        from stemsplit.version import __version__
 
         typer.echo(f"stemsplit {__version__}")
         raise typer.Exit()
@@ -92,7 +92,7 @@ def user_errors() -> Iterator[None]:
         fail(one_line(exc), code=exc.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 TRAIN_MODULES = ("torch", "torchaudio")  # every command of the train extra imports both
@@ -126,8 +126,10 @@ SegmentOpt = Annotated[float | None, typer.Option(
 OverlapOpt = Annotated[float | None, typer.Option(
     "--overlap", help="Segment overlap as a fraction in [0, 1) (default: the model's own).",
     rich_help_panel=PANEL)]
-ShiftsOpt = Annotated[int, typer.Option(
-    "--shifts", help="Test-time augmentation: average over N sub-hop shifted passes.", rich_help_panel=PANEL)]
+ShiftsOpt = Annotated[int | None, typer.Option(
+    "--shifts", help="Test-time augmentation: average over N time-shifted passes (sub-hop shifts; for Demucs "
+    "models, seeded offsets of up to 0.5 s). Default: the model's own (Demucs: 1, others: 0).",
+    rich_help_panel=PANEL)]
 WienerOpt = Annotated[int | None, typer.Option(
     "--wiener-iterations", help="Multichannel Wiener post-filter iterations (default: the model's own, "
     "separate.wiener_iterations).", rich_help_panel=PANEL)]
@@ -135,7 +137,7 @@ DeviceOpt = Annotated[str, typer.Option(
     "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 
 
-def engine_settings(segment: float | None, overlap: float | None, shifts: int, wiener_iterations: int | None,
+def engine_settings(segment: float | None, overlap: float | None, shifts: int | None, wiener_iterations: int | None,
                     device: str) -> EngineSettings:
     """The shared flags as checked EngineSettings; a bad value exits 2 before any work starts."""
     with user_errors():

@@ -75,7 +75,7 @@ def evaluate(
                                            help="Oracle STFT hop (default: first model's, else 1024)."),
     segment: SegmentOpt = None,
     overlap: OverlapOpt = None,
-    shifts: ShiftsOpt = 0,
+    shifts: ShiftsOpt = None,
     wiener_iterations: WienerOpt = None,
     device: DeviceOpt = "auto",
     limit: int | None = typer.Option(None, help="Score only the first N tracks of the split."),

@@ -19,7 +19,7 @@ from stemsplit.data.cache import PreparedDataset
 from stemsplit.data.dataset import iter_full_tracks
 from stemsplit.evaluation import EvaluationError
 from stemsplit.metrics import nanmedian
-from stemsplit.pretrained import resolve_model
+from stemsplit.resolver import load_torch
 from stemsplit.separation.torch_runner import torch_engine
 from stemsplit.settings import EngineSettings
 
@@ -51,7 +51,7 @@ def median_energy_db(values: Iterable[float]) -> float:
 def absent_stem_energy(model: str, data: Path, stem: str = "vocals", split: str = "valid",
                        engine: EngineSettings | None = None) -> AbsentStemScore:
     """Median over ``split``'s tracks of the energy the model puts in ``stem`` once it is removed."""
-    loaded = resolve_model(model)
+    loaded = load_torch(model)
     if stem not in loaded.stems:
         raise EvaluationError(f"model {model!r} has no stem {stem!r}; its stems are {', '.join(loaded.stems)}")
     loaded.model.eval()

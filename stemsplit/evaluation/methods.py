@@ -128,13 +128,12 @@ _SEPARATORS: dict[tuple, Any] = {}  # per process: (source, engine) -> (Engine, 
 def _separator(spec: MethodSpec):
     cache_key = (spec.source, spec.engine)
     if cache_key not in _SEPARATORS:
-        from stemsplit.pretrained import resolve_model
-        from stemsplit.separation.torch_runner import torch_engine
+        from stemsplit.resolver import resolve
+        from stemsplit.separation.engine import Engine
 
-        loaded = resolve_model(spec.source)
-        loaded.model.eval()
         _SEPARATORS.clear()  # one model at a time per worker keeps memory bounded
-        _SEPARATORS[cache_key] = (torch_engine(loaded, spec.engine), loaded.stems)
+        model = resolve(spec.source, runtime="torch", device=spec.engine.device)
+        _SEPARATORS[cache_key] = (Engine(model.runner, spec.engine), model.stems)
     return _SEPARATORS[cache_key]
 
 

@@ -30,7 +30,6 @@ from stemsplit.evaluation.methods import (
     estimate_files,
     estimates_key,
     estimates_validity,
-    file_sha256,
     model_key,
     oracle_key,
 )
@@ -84,30 +83,28 @@ def _unique(name: str, taken: set[str], alternative: str | None = None) -> str:
 
 
 def _model_spec(source: str, dataset, req: EvaluateRequest, taken: set[str]) -> tuple[MethodSpec, tuple]:
-    from stemsplit.pretrained import default_model_name, model_display_name, resolve_model
+    from stemsplit.resolver import resolve
 
-    loaded = resolve_model(source)  # CheckpointError for missing/unknown/corrupt
+    # CheckpointError for missing/unknown/corrupt; a public model is downloaded here, once
+    model = resolve(source, runtime="torch", device=req.engine.device)
     where = f"model {source!r}"
-    if sorted(loaded.stems) != sorted(dataset.stems):
-        raise EvaluationError(f"{where} separates {loaded.stems} but dataset {dataset.root} has stems "
+    if sorted(model.stems) != sorted(dataset.stems):
+        raise EvaluationError(f"{where} separates {model.stems} but dataset {dataset.root} has stems "
                               f"{dataset.stems}; evaluate it on a dataset with the same stems")
-    if loaded.sample_rate != dataset.sample_rate:
-        raise EvaluationError(f"{where} runs at {loaded.sample_rate} Hz but dataset {dataset.root} is at "
+    if model.sample_rate != dataset.sample_rate:
+        raise EvaluationError(f"{where} runs at {model.sample_rate} Hz but dataset {dataset.root} is at "
                               f"{dataset.sample_rate} Hz; prepare the dataset at the model's rate")
-    if loaded.config.audio.channels != dataset.channels:
-        raise EvaluationError(f"{where} takes {loaded.config.audio.channels} channel(s) but dataset "
+    if model.config.audio.channels != dataset.channels:
+        raise EvaluationError(f"{where} takes {model.config.audio.channels} channel(s) but dataset "
                               f"{dataset.root} has {dataset.channels}")
-    if loaded.path is None:
-        raise EvaluationError(f"{where}: resolved to no checkpoint file, so its scores cannot be cached")
-    name = (default_model_name() or "default") if source == "default" else model_display_name(source)
-    path = Path(loaded.path)
-    name = _unique(name, taken, f"{path.parent.name}-{path.stem}")
-    digest = file_sha256(path)
+    first = next(iter(model.files.values()))
+    name = _unique(model.name, taken, f"{first.parent.name}-{first.stem}")
+    digest = model.fingerprint()
     spec = MethodSpec(name=name, kind=MODEL, source=source, key=model_key(digest, req.engine),
                       stems=list(dataset.stems), engine=req.engine,
-                      info={"checkpoint": str(path), "checkpoint_sha256": digest,
-                            "architecture": loaded.config.model.name})
-    stft = (loaded.config.stft.n_fft, loaded.config.stft.hop_length)
+                      info={"checkpoint": " ".join(str(p) for p in model.files.values()),
+                            "checkpoint_sha256": digest, "architecture": model.architecture})
+    stft = (model.config.stft.n_fft, model.config.stft.hop_length)
     return spec, stft
 
 

@@ -15,7 +15,7 @@ import torch
 
 from stemsplit.errors import CheckpointError
 from stemsplit.onnx_export import EXAMPLE_FRAMES, Exported, ExportError, example_input, export_onnx
-from stemsplit.pretrained import resolve_model
+from stemsplit.resolver import load_torch
 
 TOLERANCE = 1e-4  # largest |ONNX - torch| of a mask or output accepted (float32 summation order)
 
@@ -33,7 +33,8 @@ def torch_output(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
         return model.export_module().eval()(x).numpy()
 
 
-def check_against_torch(loaded, path: Path, frames: tuple[int, ...] = (EXAMPLE_FRAMES // 2, EXAMPLE_FRAMES + 13)) -> float:
+def check_against_torch(loaded, path: Path,
+                        frames: tuple[int, ...] = (EXAMPLE_FRAMES // 2, EXAMPLE_FRAMES + 13)) -> float:
     """Largest |ONNX Runtime - torch| of the raw graph output at ``frames`` lengths, batch 2."""
     from stemsplit.separation.onnx_runner import load_onnx_runner
 
@@ -59,7 +60,7 @@ def export_model(model: str | None, out: str | Path, fp16_weights: bool = False,
         raise ExportError(f"--out {out} is a folder; give a file name ending in .onnx")
     if model is not None and Path(model).suffix.lower() == ".onnx":
         raise CheckpointError(f"{model} is already an ONNX model; export takes a shipped name or a .ckpt")
-    loaded = resolve_model(model)
+    loaded = load_torch(model)
     exported = export_onnx(loaded, out, fp16_weights=fp16_weights, share_weights_with=share_weights_with)
     worst = 0.0
     if check:

@@ -7,6 +7,7 @@ summary lists every failure so the CLI can exit non-zero. Each file goes through
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,24 +15,22 @@ from typing import Protocol
 
 from stemsplit.audio.io import AudioError, DiskFullError, is_audio_path
 from stemsplit.errors import CheckpointError
-from stemsplit.pipelines.separate_file import output_names
-from stemsplit.pipelines.separator import (
-    MAX_JOBS,
+from stemsplit.pipelines.output_paths import (
+    OUTPUT_MARKER,
     TEMPLATE_KEYS,
     SeparateError,
-    Separator,
-    check_output_options,
     check_template,
-    check_threads,
-    check_writable,
+    is_output_folder,
     plan_outputs,
+    prepare_output_folder,
     track_name,
 )
-from stemsplit.separation.runtimes import check_runtime
-from stemsplit.settings import EngineSettings
+from stemsplit.pipelines.separate_file import output_names
+from stemsplit.pipelines.separator import MAX_JOBS, Separator, check_output_options, check_threads
+from stemsplit.settings import EngineSettings, check_runtime
 
-__all__ = ["MAX_JOBS", "TEMPLATE_KEYS", "SeparateError", "SeparateRequest", "BatchSummary", "SeparateUI",
-           "check_template", "track_name", "discover", "parse_shard", "run_separate"]
+__all__ = ["MAX_JOBS", "OUTPUT_MARKER", "TEMPLATE_KEYS", "SeparateError", "SeparateRequest", "BatchSummary",
+           "SeparateUI", "check_template", "track_name", "discover", "parse_shard", "run_separate"]
 
 
 @dataclass
@@ -46,7 +45,7 @@ class SeparateRequest:
     bits: int = 16
     clip: str = "rescale"
     engine: EngineSettings = field(default_factory=EngineSettings)
-    runtime: str = "auto"  # auto | torch | onnx (stemsplit.separation.runtimes)
+    runtime: str = "auto"  # auto | torch | onnx (stemsplit.resolver picks for auto)
     jobs: int | None = None
     skip_existing: bool = False
     shard: tuple[int, int] | None = None  # (index, count), index from 1
@@ -71,6 +70,7 @@ class SeparateUI(Protocol):
     def segment_done(self, path: Path, done: int) -> None: ...
     def file_finished(self, path: Path, ok: bool, message: str) -> None: ...
     def message(self, text: str) -> None: ...
+    def download(self, event) -> None: ...  # a public model's first download (stemsplit.hub.fetch.FetchEvent)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -83,12 +83,20 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def discover(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Audio files from files and folders (walked recursively), plus inputs that don't exist."""
+def discover(inputs: list[Path], out_dir: Path | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Audio files from files and folders (walked recursively), plus inputs that don't exist.
+
+    The walk skips stemsplit's output folders: ``out_dir`` and every folder marked as one
+    (``OUTPUT_MARKER``), so stems are never taken for songs; a folder given that is one is
+    refused with the reason. Files given by name are taken wherever they are."""
     files, missing = [], []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio_path(p))
+            if is_output_folder(item, out_dir):
+                missing.append((item, f"{item}: a stemsplit output folder, whose audio files are stems, not songs; "
+                                      "give the files themselves to separate them again"))
+                continue
+            found = _songs_in(item, out_dir)
             if not found:
                 missing.append((item, f"{item}: no audio files in this folder (wav, flac, mp3, ogg, m4a, "
                                       "opus, ...); give a folder of songs or the files themselves"))
@@ -106,13 +114,27 @@ def discover(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     return unique, missing
 
 
+def _songs_in(folder: Path, out_dir: Path | None) -> list[Path]:
+    """The audio files under ``folder``, sorted, leaving out output folders (links to folders are not followed)."""
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not is_output_folder(Path(top) / d, out_dir)]
+        found += [p for p in (Path(top) / n for n in names) if p.is_file() and is_audio_path(p)]
+    return sorted(found)
+
+
 def _validate(req: SeparateRequest) -> str:
     """Every option checked before anything loads; returns the output subtype."""
     subtype = check_output_options(req.fmt, req.bits, req.clip, req.filename)
     req.engine.checked()
     check_runtime(req.runtime, req.engine.device)
     check_threads(req.jobs)
-    check_writable(req.out_dir)
+    out = req.out_dir.resolve()
+    walked = next((item for item in req.inputs if item.is_dir() and item.resolve() == out), None)
+    if walked is not None:
+        raise SeparateError(f"-o {req.out_dir} is the folder being separated ({walked}): its stems would be taken "
+                            "for songs next time; choose another -o, e.g. a subfolder (the default, separated/)")
+    prepare_output_folder(req.out_dir)
     return subtype
 
 
@@ -120,12 +142,12 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     """Separate every input file; raises SeparateError/CheckpointError only before any work, and
     DiskFullError when the output device is full (the files finished before it are kept)."""
     subtype = _validate(req)
-    separator = Separator.from_settings(req.model, req.engine, req.runtime, req.jobs)
+    separator = Separator.from_settings(req.model, req.engine, req.runtime, req.jobs, events=ui.download)
     stems = separator.check_stems(req.stems)
     model_name = separator.model_name
     names = output_names(separator.stems, stems, req.residual)
 
-    files, missing = discover(req.inputs)
+    files, missing = discover(req.inputs, req.out_dir)
     if req.shard:
         i, n = req.shard
         files = files[i - 1 :: n]
@@ -135,8 +157,13 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     claimed: dict[Path, Path] = {}
     ui.batch_started(len(files))
     start = time.perf_counter()
-    for path in files:
-        targets = plan_outputs(req.out_dir, req.filename, path, model_name, req.fmt, names)
+    for index, path in enumerate(files):
+        try:
+            targets = plan_outputs(req.out_dir, req.filename, path, model_name, req.fmt, names)
+        except SeparateError as exc:  # a path that resolves outside -o: this file only
+            summary.failed.append((path, str(exc)))
+            ui.file_finished(path, False, str(exc))
+            continue
         clash = next((claimed[t] for t in targets.values() if t in claimed), None)
         if clash is not None:
             msg = (f"{path}: its outputs would overwrite those of {clash}; "
@@ -153,7 +180,8 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
             ui.file_started(path, separator.num_segments(path))
             segments = itertools.count(1)
             result = separator.write_stems(path, targets, stems, req.residual, subtype, req.clip,
-                                           on_segment=lambda _samples, p=path: ui.segment_done(p, next(segments)))
+                                           on_segment=lambda _samples, p=path, n=segments: ui.segment_done(p, next(n)),
+                                           upcoming=files[index + 1] if index + 1 < len(files) else None)
         except DiskFullError:
             raise  # every later file would fail the same way: stop with one line
         except (AudioError, CheckpointError, ValueError, RuntimeError, OSError) as exc:

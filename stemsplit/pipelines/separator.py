@@ -14,45 +14,39 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-import string
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from stemsplit.atomic import mkstemp_beside
 from stemsplit.audio.convert import CLIP_MODES
 from stemsplit.audio.io import audio_info, subtype_for
-from stemsplit.errors import StemsplitError
-from stemsplit.pipelines.separate_file import FileResult, output_names, separate_file, stem_blocks
-from stemsplit.pretrained import model_display_name
+from stemsplit.pipelines.output_paths import (
+    DEFAULT_TEMPLATE,
+    SeparateError,
+    check_template,
+    plan_outputs,
+    prepare_output_folder,
+)
+from stemsplit.pipelines.separate_file import (
+    FileResult,
+    StartedFile,
+    output_names,
+    separate_file,
+    start_file,
+    stem_blocks,
+)
+from stemsplit.resolver import Events, ResolvedModel, resolve
 from stemsplit.separation.engine import Engine
-from stemsplit.separation.runtimes import check_runtime, load_runner, pick_runtime
-from stemsplit.settings import EngineSettings
+from stemsplit.settings import EngineSettings, check_runtime
 
-TEMPLATE_KEYS = ("model", "track", "stem", "ext")
-DEFAULT_TEMPLATE = "{model}/{track}/{stem}.{ext}"
 MAX_JOBS = 1024  # CPU threads; also checked by the CLI (stemsplit.cli.separate) before anything loads
 _BLOCK_SECONDS = 1.0  # arrays are fed to the stream in blocks, as files are
 log = logging.getLogger("stemsplit")
 
 
-class SeparateError(StemsplitError, ValueError):
-    """A request that cannot run at all (bad options, unusable output folder)."""
-
-
 # --- checks shared with the CLI's batch (pipelines/separate.py) ------------------------------
-
-
-def check_template(template: str) -> None:
-    keys = {k for _, k, _, _ in string.Formatter().parse(template) if k is not None}
-    unknown = keys - set(TEMPLATE_KEYS)
-    if unknown:
-        raise SeparateError(f"--filename: unknown field {{{sorted(unknown)[0]}}}; "
-                            f"valid fields: {', '.join('{' + k + '}' for k in TEMPLATE_KEYS)}")
-    if "stem" not in keys:
-        raise SeparateError("--filename must contain {stem}, or every stem would overwrite the last")
 
 
 def check_output_options(fmt: str, bits: int, clip: str, template: str) -> str:
@@ -64,31 +58,9 @@ def check_output_options(fmt: str, bits: int, clip: str, template: str) -> str:
     return subtype
 
 
-def check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = mkstemp_beside(out_dir / "write-test")  # unique: runs may share a folder
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise SeparateError(f"output folder {out_dir} is not writable ({exc.strerror}); "
-                            "choose another with -o") from None
-
-
 def check_threads(threads: int | None) -> None:
     if threads is not None and (not _is_int(threads) or not 1 <= threads <= MAX_JOBS):
         raise SeparateError(f"--jobs {threads}: must be between 1 and {MAX_JOBS} CPU threads")
-
-
-def track_name(path: Path) -> str:
-    name = path.stem
-    return name[: -len(".stem")] if name.endswith(".stem") else name
-
-
-def plan_outputs(out_dir: Path, template: str, path: Path, model_name: str, fmt: str,
-                 names: list[str]) -> dict[str, Path]:
-    fields = {"model": model_name, "track": track_name(path), "ext": fmt}
-    return {n: out_dir / template.format(stem=n, **fields) for n in names}
 
 
 def _is_int(value) -> bool:
@@ -128,25 +100,29 @@ class Separator:
             raise SeparateError(f"device and runtime are names, e.g. device='cpu', runtime='onnx'; "
                                 f"got {device!r}, {runtime!r}")
         settings = EngineSettings(segment_seconds=_number("--segment", segment), overlap=_number("--overlap", overlap),
-                                  shifts=shifts or 0, wiener_iterations=wiener_iterations, device=device)
+                                  shifts=shifts, wiener_iterations=wiener_iterations, device=device)
         self._setup(None if model is None else os.fspath(model), runtime, settings, threads)
 
     @classmethod
     def from_settings(cls, model: str | None, settings: EngineSettings, runtime: str = "auto",
-                      threads: int | None = None) -> Separator:
-        """The CLI's entry: its separation flags already gathered in ``EngineSettings``."""
+                      threads: int | None = None, events: Events | None = None) -> Separator:
+        """The CLI's entry: its separation flags already gathered in ``EngineSettings``;
+        ``events`` follows the download of a public model on first use (stemsplit.hub.fetch.FetchEvent)."""
         self = cls.__new__(cls)
-        self._setup(model, runtime, settings, threads)
+        self._setup(model, runtime, settings, threads, events)
         return self
 
-    def _setup(self, model: str | None, runtime: str, settings: EngineSettings, threads: int | None) -> None:
+    def _setup(self, model: str | None, runtime: str, settings: EngineSettings, threads: int | None,
+               events: Events | None = None) -> None:
         settings = settings.checked()
         check_runtime(runtime, settings.device)
         check_threads(threads)
-        self.runtime = pick_runtime(model, runtime, settings.device)
-        self._engine = Engine(load_runner(model, self.runtime, settings.device, threads), settings)
-        self.model_name = model_display_name(model)
+        self.model: ResolvedModel = resolve(model, runtime, settings.device, threads, events)
+        self.runtime = self.model.runtime
+        self._engine = Engine(self.model.runner, settings)
+        self.model_name = self.model.name
         self._lock = threading.Lock()
+        self._started: StartedFile | None = None  # the next file of a batch, started (write_stems' upcoming)
 
     # --- what the model is --------------------------------------------------------------
 
@@ -197,7 +173,7 @@ class Separator:
         path, out_dir = Path(path), Path(out_dir)
         subtype = check_output_options(fmt, bits, clip, filename)
         chosen = self.check_stems(stems)
-        check_writable(out_dir)
+        prepare_output_folder(out_dir)
         targets = plan_outputs(out_dir, filename, path, self.model_name, fmt,
                                output_names(self.stems, chosen, residual))
         result = self.write_stems(path, targets, chosen, residual, subtype, clip)
@@ -222,10 +198,28 @@ class Separator:
         return self._engine.num_segments(int(info.frames * self.sample_rate / max(info.sample_rate, 1)))
 
     def write_stems(self, path: Path, targets: dict[str, Path], chosen: list[str], residual: bool, subtype: str,
-                    clip: str, on_segment: Callable[[int], None] | None = None) -> FileResult:
-        """One file's outputs (``targets``: output name -> final path), written atomically; raises AudioError."""
+                    clip: str, on_segment: Callable[[int], None] | None = None,
+                    upcoming: Path | None = None) -> FileResult:
+        """One file's outputs (``targets``: output name -> final path), written atomically; raises AudioError.
+
+        ``upcoming``: the file the next call will separate. It is started while this one's last segment
+        is finished, so a batch of short files keeps the network busy between them."""
         with self._lock:
-            return separate_file(path, self._engine, chosen, residual, targets, subtype, clip, on_segment)
+            started, self._started = self._started, None
+            if started is not None and started.path != path:
+                started.close()  # started for a file that was skipped after all
+                started = None
+            on_last = (lambda: self._start_next(upcoming)) if upcoming is not None else None
+            return separate_file(path, self._engine, chosen, residual, targets, subtype, clip, on_segment,
+                                 started, on_last)
+
+    def _start_next(self, path: Path) -> None:
+        """Start ``path`` (``start_file``). One that cannot be read is left for its own call, which
+        then fails with its own message: nothing here may stop the file being finished now."""
+        try:
+            self._started = start_file(path, self._engine)
+        except Exception:  # noqa: BLE001 - raised again, and reported, when that file's turn comes
+            self._started = None
 
 
 def _as_audio(audio) -> np.ndarray:

@@ -20,10 +20,6 @@ class NetworkRunner(Protocol):
     ``config`` carries the STFT settings, the audio (sample rate, channels), the stems and the
     model's separation defaults (``config.separate``). ``spectral`` says which of the two
     methods the engine calls: ``stem_magnitudes`` (True) or ``stem_waveforms`` (False).
-
-    Optional extension: a runner whose network reads the complex STFT sets
-    ``input_kind = "complex"``; the engine then also passes ``spec=`` (B, C, F, T) complex64 to
-    ``stem_magnitudes``. Runners without the attribute get the magnitude only.
     """
 
     config: Config

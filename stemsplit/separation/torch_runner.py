@@ -26,7 +26,6 @@ class TorchRunner:
         self.model = model.to(self.device)
         self.config = config
         self.spectral = bool(model.spectral)
-        self.input_kind = model.input_kind
 
     def context_frames(self) -> int | None:
         return self.model.context_frames()
@@ -38,12 +37,11 @@ class TorchRunner:
     def _array(tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().to("cpu", torch.float32).numpy()
 
-    def stem_magnitudes(self, mag: np.ndarray, spec: np.ndarray | None = None) -> np.ndarray:
-        """(B, C, F, T) float32 -> (B, S, C, F, T) float32; ``spec`` feeds complex-input models."""
+    def stem_magnitudes(self, mag: np.ndarray) -> np.ndarray:
+        """(B, C, F, T) float32 -> (B, S, C, F, T) float32."""
         with torch.inference_mode():
             mix_mag = self._tensor(mag)
-            model_input = self._tensor(spec) if self.input_kind == "complex" else mix_mag
-            return self._array(self.model.stem_magnitudes(model_input, mix_mag))
+            return self._array(self.model.stem_magnitudes(mix_mag, mix_mag))
 
     def stem_waveforms(self, wav: np.ndarray) -> np.ndarray:
         """(B, C, L) float32 -> (B, S, C, L) float32."""
