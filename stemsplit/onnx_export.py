@@ -6,7 +6,10 @@ uses it (magnitude -> masks or spectrograms; waveform -> waveforms), traced by
 become ONNX LSTM/GRU ops. It is exported without constant folding, so that every initializer is
 a tensor of the model's state_dict under its own name: ONNX Runtime folds the rest at load, and
 the weights can be stored as fp16 (``fp16_weights``) or shared with a checkpoint file
-(``share_weights_with``). Imports torch and onnx: the ``train`` extra.
+(``share_weights_with``). A causal model is written as its streaming step
+(``stream_module()``: the recurrent state as extra graph inputs and outputs, see
+``onnx_format.py``), which with zero states is the offline network. Imports torch and onnx: the
+``train`` extra.
 """
 from __future__ import annotations
 
@@ -24,7 +27,17 @@ from stemsplit.atomic import write_bytes_atomic
 from stemsplit.checkpoint import LoadedModel
 from stemsplit.config import config_to_dict
 from stemsplit.errors import ModelError, StemsplitError
-from stemsplit.onnx_format import FORMAT_VERSION, INPUT_NAMES, META_KEY, OPSET, OUTPUT_KINDS, zip_entries
+from stemsplit.onnx_format import (
+    FORMAT_VERSION,
+    INPUT_NAMES,
+    META_KEY,
+    OPSET,
+    OUTPUT_KINDS,
+    STREAM_KEY,
+    state_names,
+    stream_latency,
+    zip_entries,
+)
 
 EXAMPLE_FRAMES = 64  # frames (or hops of samples) of the tracing input; any length runs afterwards
 
@@ -52,25 +65,46 @@ def example_input(loaded: LoadedModel, frames: int = EXAMPLE_FRAMES, batch: int 
     return 2.0 * torch.rand(batch, cfg.audio.channels, cfg.n_bins, frames, generator=gen) ** 2
 
 
-def _trace(module: torch.nn.Module, x: torch.Tensor, input_name: str, output_name: str) -> bytes:
-    """ONNX bytes of ``module`` on ``x``: the TorchScript exporter first, the dynamo one where it is gone."""
+def state_batch_axes(model) -> list[int]:
+    """Per recurrent state tensor of a causal model, the axis whose size grows with the batch."""
+    one, two = model.stream_state(1), model.stream_state(2)
+    axes = []
+    for i, (a, b) in enumerate(zip(one, two)):
+        grown = [d for d, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+        if len(grown) != 1 or b.shape[grown[0]] != 2 * a.shape[grown[0]]:
+            raise ExportError(f"state tensor {i} of the stream step: {tuple(a.shape)} at batch 1 and "
+                              f"{tuple(b.shape)} at batch 2 do not differ by one batch axis")
+        axes.append(grown[0])
+    return axes
+
+
+def _trace(module: torch.nn.Module, x: torch.Tensor, input_name: str, output_name: str,
+           states: tuple[torch.Tensor, ...] = (), state_axes: list[int] | None = None) -> bytes:
+    """ONNX bytes of ``module`` on ``x`` (and the recurrent ``states`` of a causal model's streaming
+    step, batch axes ``state_axes``): the TorchScript exporter first, the dynamo one where it is gone."""
     time_axis = x.dim() - 1
+    names = [state_names(i) for i in range(len(states))]
+    input_names = [input_name, *(n for n, _ in names)]
+    output_names = [output_name, *(n for _, n in names)]
+    dynamic_axes = {input_name: {0: "batch", time_axis: "time"}, output_name: {0: "batch", time_axis + 1: "time"}}
+    for (state_in, state_out), axis in zip(names, state_axes or []):
+        dynamic_axes[state_in] = dynamic_axes[state_out] = {axis: f"batch_{state_in}"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic, expected here
         try:
-            torch.onnx.export(module, (x,), buf, opset_version=OPSET, input_names=[input_name],
-                              output_names=[output_name], dynamo=False, do_constant_folding=False,
-                              training=torch.onnx.TrainingMode.PRESERVE,
-                              dynamic_axes={input_name: {0: "batch", time_axis: "time"},
-                                            output_name: {0: "batch", time_axis + 1: "time"}})
+            torch.onnx.export(module, (x, *states), buf, opset_version=OPSET, input_names=input_names,
+                              output_names=output_names, dynamo=False, do_constant_folding=False,
+                              training=torch.onnx.TrainingMode.PRESERVE, dynamic_axes=dynamic_axes)
         except (TypeError, AttributeError) as exc:  # a torch without the TorchScript exporter
             if "dynamo" not in str(exc) and "TrainingMode" not in str(exc):
                 raise
             buf = io.BytesIO()
             dims = {0: torch.export.Dim("batch"), time_axis: torch.export.Dim("time")}
-            program = torch.onnx.export(module, (x,), dynamo=True, opset_version=OPSET, input_names=[input_name],
-                                        output_names=[output_name], dynamic_shapes={input_name: dims})
+            shapes = [dims] + [{axis: torch.export.Dim(f"batch_{i}")} for i, axis in enumerate(state_axes or [])]
+            program = torch.onnx.export(module, (x, *states), dynamo=True, opset_version=OPSET,
+                                        input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=shapes if states else {input_name: dims})
             program.save(buf)
     return buf.getvalue()
 
@@ -128,7 +162,15 @@ def metadata(loaded: LoadedModel, output_kind: str, weights_dtype: str) -> dict:
             "output_kind": output_kind, "context_frames": model.context_frames(), "stems": list(cfg.stems),
             "sample_rate": cfg.audio.sample_rate, "weights_dtype": weights_dtype, "opset": OPSET,
             "torch": torch.__version__, "meta": loaded.meta}
-    if model.combines_members:
+    if model.is_causal():
+        shapes = [list(t.shape) for t in model.stream_state(1)]
+        lookahead = model.lookahead_frames()
+        info[STREAM_KEY] = {
+            "state": [{"input": state_names(i)[0], "output": state_names(i)[1], "shape": shape, "batch_axis": axis}
+                      for i, (shape, axis) in enumerate(zip(shapes, state_batch_axes(model)))],
+            "lookahead_frames": lookahead, "n_fft": cfg.stft.n_fft, "hop_length": cfg.stft.hop_length,
+            "latency_samples": stream_latency(cfg.stft.n_fft, cfg.stft.hop_length, lookahead)}
+    if model.is_ensemble:
         members = loaded.meta.get("members") or [m.get("name") for m in cfg.model.params.members]
         info["ensemble"] = {"members": members, "weights": cfg.model.params.weights}
     return info
@@ -153,10 +195,14 @@ def export_onnx(loaded: LoadedModel, path: str | Path, *, fp16_weights: bool = F
                          f"ONNX export covers magnitude or waveform input to {', '.join(OUTPUT_KINDS)}")
     if share_weights_with is not None and Path(share_weights_with).resolve().parent != path.resolve().parent:
         raise ExportError(f"{path}: shared weights must sit in the same folder ({share_weights_with})")
-    module = model.export_module().eval()
+    causal = model.is_causal()
+    module = (model.stream_module() if causal else model.export_module()).eval()
     with torch.no_grad():
         try:
-            raw = _trace(module, example_input(loaded), INPUT_NAMES[model.input_kind], kind)
+            x = example_input(loaded)
+            states = tuple(model.stream_state(x.shape[0])) if causal else ()
+            raw = _trace(module, x, INPUT_NAMES[model.input_kind], kind, states,
+                         state_batch_axes(model) if causal else None)
         except Exception as exc:  # tracing fails in many ways; the user needs the first line
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"ONNX export of {loaded.config.model.name!r} failed: {first[:200]}") from None

@@ -13,6 +13,10 @@ relates to its harmonics in the others). A per-band MLP maps the features back t
 per stem, channel and bin of the band; the top band's head gives one more mask per stem and
 channel, spread over every bin above ``max_bin``. After Luo and Yu's BSRNN, at a size that runs
 on a CPU. Recurrent over time, so ``context_frames`` is None (unbounded), as for lstm.
+
+``causal: true`` makes the time pass a forward-only LSTM (2H wide, the BiLSTM's output width):
+every other layer works within one frame, so output frame t then depends on frames <= t only
+and the model can stream (``forward_stream`` carries each block's time-LSTM state).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stemsplit.config import ConfigError
+from stemsplit.errors import ConfigError
 from stemsplit.models.base import SeparationModel
 from stemsplit.models.common import BinNorm
 from stemsplit.models.registry import register
@@ -39,6 +43,7 @@ class BandSplitParams:
     num_blocks: int = 2  # N
     mlp_size: int = 128  # hidden width of each band's mask head
     dropout: float = 0.1
+    causal: bool = False  # forward-only time LSTMs: a streaming model (see the module doc)
 
 
 def band_edges(n_bins: int, max_bin: int, num_bands: int) -> list[int]:
@@ -61,35 +66,39 @@ def band_edges(n_bins: int, max_bin: int, num_bands: int) -> list[int]:
 
 
 class AxisLSTM(nn.Module):
-    """Pre-norm BiLSTM along the middle axis with a residual: (N, L, D) -> (N, L, D)."""
+    """Pre-norm LSTM along the middle axis with a residual: (N, L, D) -> (N, L, D).
 
-    def __init__(self, d: int, hidden: int, dropout: float):
+    Bidirectional with H per direction, or forward-only with 2H (``bidirectional=False``): the
+    same output width either way."""
+
+    def __init__(self, d: int, hidden: int, dropout: float, bidirectional: bool = True):
         super().__init__()
         self.norm = nn.LayerNorm(d)
-        self.rnn = nn.LSTM(d, hidden, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(d, hidden if bidirectional else 2 * hidden, batch_first=True, bidirectional=bidirectional)
         self.proj = nn.Linear(2 * hidden, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.rnn(self.norm(x))
-        return x + self.drop(self.proj(y))
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x (N, L, D) and the LSTM's (h, c) before it -> (N, L, D) and (h, c) after it."""
+        y, after = self.rnn(self.norm(x), state)
+        return x + self.drop(self.proj(y)), after
 
 
 class BandBlock(nn.Module):
     """One time pass (per band, over frames) then one band pass (per frame, over bands)."""
 
-    def __init__(self, d: int, hidden: int, dropout: float):
+    def __init__(self, d: int, hidden: int, dropout: float, causal: bool = False):
         super().__init__()
-        self.time = AxisLSTM(d, hidden, dropout)
+        self.time = AxisLSTM(d, hidden, dropout, bidirectional=not causal)
         self.band = AxisLSTM(d, hidden, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, K, T, D) -> (B, K, T, D)."""
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """(B, K, T, D) and the time LSTM's (h, c) (1, B*K, 2H) -> (B, K, T, D) and (h, c) after."""
         b, k, t, d = x.shape
-        x = self.time(x.reshape(b * k, t, d)).reshape(b, k, t, d)
-        x = x.transpose(1, 2).reshape(b * t, k, d)
-        x = self.band(x).reshape(b, t, k, d)
-        return x.transpose(1, 2)
+        y, after = self.time(x.reshape(b * k, t, d), state)
+        x = y.reshape(b, k, t, d).transpose(1, 2).reshape(b * t, k, d)
+        x = self.band(x)[0].reshape(b, t, k, d)
+        return x.transpose(1, 2), after
 
 
 class MaskHead(nn.Module):
@@ -140,7 +149,7 @@ class BandSplitSeparator(SeparationModel):
 
         self.norm = BinNorm(self.max_bin)
         self.split = nn.ModuleList(nn.Sequential(nn.Linear(n_channels * w, d), nn.LayerNorm(d)) for w in widths)
-        self.blocks = nn.ModuleList(BandBlock(d, params.hidden_size, params.dropout)
+        self.blocks = nn.ModuleList(BandBlock(d, params.hidden_size, params.dropout, params.causal)
                                     for _ in range(params.num_blocks))
         self.final_norm = nn.LayerNorm(d)
         extra = [0] * (len(widths) - 1) + [1 if self.above else 0]
@@ -148,13 +157,19 @@ class BandSplitSeparator(SeparationModel):
 
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) magnitude -> (B, S, C, F, T) masks in [0, 1]."""
+        return self._masks(mag, None)[0]
+
+    def _masks(self, mag: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
+        """Masks and each block's time-LSTM state after these frames (``state``: before them)."""
         b, c, _, t = mag.shape
         x = self.norm(mag[:, :, : self.max_bin]).permute(0, 3, 1, 2)    # (B, T, C, Fb)
         bands = [proj(x[..., lo:hi].reshape(b, t, -1))                    # K x (B, T, D)
                  for proj, lo, hi in zip(self.split, self.edges[:-1], self.edges[1:])]
         z = torch.stack(bands, dim=1)                                     # (B, K, T, D)
-        for block in self.blocks:
-            z = block(z)
+        after = []
+        for i, block in enumerate(self.blocks):
+            z, block_state = block(z, None if state is None else state[i])
+            after.append(block_state)
         z = self.final_norm(z)
         masks = [head(z[:, i]).reshape(b, self.n_stems, c, -1, t)         # K x (B, S, C, w, T)
                  for i, head in enumerate(self.heads)]
@@ -162,4 +177,26 @@ class BandSplitSeparator(SeparationModel):
             top = masks[-1]
             masks[-1] = top[:, :, :, :-1]
             masks.append(top[:, :, :, -1:].expand(b, self.n_stems, c, self.above, t))
-        return torch.sigmoid(torch.cat(masks, dim=3))                     # (B, S, C, F, T)
+        return torch.sigmoid(torch.cat(masks, dim=3)), after              # (B, S, C, F, T)
+
+    # --- streaming (causal: true) --------------------------------------------------------
+
+    def is_causal(self) -> bool:
+        return self.params.causal
+
+    def stream_state(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """(h, c) per block, each (1, batch * K, 2H) zeros: the time LSTMs before any frame."""
+        if not self.params.causal:
+            return super().stream_state(batch)
+        shape = (1, batch * len(self.heads), 2 * self.params.hidden_size)
+        weight = self.norm.mean
+        return tuple(torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+                     for _ in range(2 * len(self.blocks)))
+
+    def forward_stream(self, mag: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, C, F, T) frames and the state before them -> (masks (B, S, C, F, T), *state after)."""
+        if not self.params.causal:
+            return super().forward_stream(mag, *state)
+        pairs = [(state[2 * i], state[2 * i + 1]) for i in range(len(self.blocks))]
+        masks, after = self._masks(mag, pairs)
+        return (masks, *(tensor for pair in after for tensor in pair))

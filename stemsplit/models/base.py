@@ -14,8 +14,7 @@ What a model declares
     ``model: {name: <name>, hidden_size: 256}``. ``check_params`` rejects values the model
     cannot take, as one-line ``ConfigError``s, before anything is built.
 ``input_kind`` (what ``forward`` consumes)
-    ``magnitude``: (B, C, F, T) |STFT| of the mixture; ``complex``: (B, C, F, T) complex STFT;
-    ``waveform``: (B, C, L) samples.
+    ``magnitude``: (B, C, F, T) |STFT| of the mixture; ``waveform``: (B, C, L) samples.
 ``output_kind`` (what ``forward`` produces)
     ``masks``: (B, S, C, F, T) in [0, 1]; ``spectrograms``: (B, S, C, F, T) magnitudes;
     ``waveforms``: (B, S, C, L); ``embeddings``: a pair (embeddings (B, C, F, T, D), masks
@@ -44,6 +43,15 @@ How separation turns output into stems
     (``masks``, ``spectrograms`` or ``waveforms``) as separation uses them. The default is the
     model itself and its ``output_kind``; a family whose ``forward`` is not what separation uses
     (embeddings clustered afterwards, a numpy backend) overrides both.
+Streaming (``is_causal()``, ``stream_state``, ``forward_stream``, ``stream_module``)
+    A causal model's output frame t depends on input frames <= t + ``lookahead_frames()``
+    only, so it can separate a live stream frame by frame. Its recurrent state is explicit:
+    ``stream_state(batch)`` gives the zero state (a tuple of tensors), ``forward_stream(x,
+    *state)`` maps (B, C, F, T) input frames and the state before them to (the output of
+    ``forward`` for those frames, *the state after them), so that running a signal through it
+    in pieces gives exactly what one ``forward`` gives. ``stream_module()`` is that step as a
+    traceable module for ONNX export, the state as graph inputs and outputs. Offline models
+    keep the defaults (not causal, no state).
 ``set_input_stats(mean, std)``
     Training initialises input normalisation from the dataset's per-bin statistics of
     log1p(|STFT|); models without it ignore the call.
@@ -55,7 +63,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-INPUT_KINDS = ("magnitude", "complex", "waveform")
+INPUT_KINDS = ("magnitude", "waveform")
 OUTPUT_KINDS = ("masks", "spectrograms", "waveforms", "embeddings")
 TARGETS = ("magnitude", "binary_mask", "waveform", "affinity")
 TRAINED_BY = ("gradient", "fit")
@@ -71,7 +79,7 @@ class SeparationModel(nn.Module):
     target: ClassVar[str] = "magnitude"
     default_loss: ClassVar[str] = "mse"
     has_logits: ClassVar[bool] = False
-    combines_members: ClassVar[bool] = False  # an ensemble of other trained models (model_section)
+    is_ensemble: ClassVar[bool] = False  # runs other trained models as one (model_section)
     trained_by: ClassVar[str] = "gradient"
 
     def __init__(self, params: Any, *, n_bins: int, n_channels: int, n_stems: int):
@@ -130,6 +138,28 @@ class SeparationModel(nn.Module):
         """The network as separation uses it, traceable for ONNX: input -> ``exported_output_kind``."""
         return self
 
+    # --- streaming (causal models) ------------------------------------------------------
+
+    def is_causal(self) -> bool:
+        """True when output frame t needs input frames up to t + lookahead_frames() only."""
+        return False
+
+    def lookahead_frames(self) -> int:
+        """Future STFT frames a causal model reads beyond the frame it outputs."""
+        return 0
+
+    def stream_state(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """The zero recurrent state for ``batch`` streams (causal models)."""
+        raise NotImplementedError(f"model {self.name!r} is not causal: it cannot stream")
+
+    def forward_stream(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(output of ``forward`` for the frames of ``x``, *the state after them)."""
+        raise NotImplementedError(f"model {self.name!r} is not causal: it cannot stream")
+
+    def stream_module(self) -> nn.Module:
+        """``forward_stream`` as a module's forward, traceable for ONNX (weights as a submodule)."""
+        return MethodModule(self, "forward_stream")
+
     # --- models trained without gradients (trained_by == "fit") ----------------------------
 
     def fit_step(self, mix_mag: torch.Tensor, src_mag: torch.Tensor) -> float:
@@ -155,5 +185,5 @@ class MethodModule(nn.Module):
         super().__init__()
         self.model, self.method = model, method
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model, self.method)(x)
+    def forward(self, x: torch.Tensor, *rest: torch.Tensor):
+        return getattr(self.model, self.method)(x, *rest)
