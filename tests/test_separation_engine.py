@@ -155,7 +155,10 @@ def test_wiener_uses_spatial_cues_and_conserves_the_mixture():
     power = (np.abs(src) ** 2).mean(1, keepdims=True)
     ratio = power / power.sum(0, keepdims=True)  # single-channel ratio mask: ignores panning
     mags = (ratio * np.abs(mix)[None]).astype(np.float32)
-    err = lambda est: float((np.abs(est - src) ** 2).sum() / (np.abs(src) ** 2).sum())
+
+    def err(est):
+        return float((np.abs(est - src) ** 2).sum() / (np.abs(src) ** 2).sum())
+
     plain, refined = wiener(mix, mags, 0), wiener(mix, mags, 3)
     assert err(refined) < err(plain)
     assert _rel(refined.sum(0), mix) < 1e-2  # exact up to the regulariser

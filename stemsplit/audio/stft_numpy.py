@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from stemsplit.config import STFTConfig
-from stemsplit.errors import ConfigError
 
 _ENVELOPE_FLOOR = 1e-11  # torch.istft refuses an envelope below this; here those samples are 0
 
@@ -27,12 +26,16 @@ def _check_out(out: np.ndarray) -> None:
 
 class NumpySTFT:
     def __init__(self, cfg: STFTConfig):
-        if cfg.window != "hann":
-            raise ConfigError(f"stft.window: only 'hann' is supported, got {cfg.window!r}")
+        """``cfg`` comes from a validated config (config.py checks that its window is 'hann')."""
         self.n_fft = cfg.n_fft
         self.hop_length = cfg.hop_length
         self.window = hann(self.n_fft)
-        self._envelopes: dict[int, np.ndarray] = {}
+        # the analysis window times n_fft, for rfft(norm="forward"), which divides by n_fft again: numpy 2
+        # runs a forward transform whose scale is the Python int 1 (norm=None) in float64, casting in
+        # and out (3x the time of the float32 transform here); a float32 scale keeps it in float32, as
+        # the inverse already is (differences of float32 rounding, ~1e-7 of the spectrum's peak)
+        self._analysis = self.window * np.float32(self.n_fft)
+        self._inverse_envelopes: dict[int, np.ndarray] = {}
         self._buffers: dict[str, np.ndarray] = {}  # scratch arrays: not thread-safe, as the engine
 
     @property
@@ -63,8 +66,8 @@ class NumpySTFT:
         rows = frames.reshape(-1, *frames.shape[-2:])                  # (channels, frames, n_fft), views
         work = self.buffer("frames", rows.shape[1:], np.float32)
         for row, dest in zip(rows, out.reshape(-1, *out.shape[-2:])):
-            np.multiply(row, self.window, out=work)
-            np.fft.rfft(work, axis=-1, out=dest)
+            np.multiply(row, self._analysis, out=work)
+            np.fft.rfft(work, axis=-1, norm="forward", out=dest)
         return out
 
     def buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
@@ -80,29 +83,38 @@ class NumpySTFT:
     __call__ = forward
 
     def _envelope(self, n_frames: int) -> np.ndarray:
-        """Summed squared window over ``n_frames`` frames, float32 (cached per frame count)."""
-        env = self._envelopes.get(n_frames)
-        if env is None:
-            sq = np.broadcast_to(self.window ** 2, (n_frames, self.n_fft))
-            env = self._overlap_add(sq, n_frames)
-            self._envelopes = {n_frames: env}  # one entry: segments mostly share a length
-        return env
+        """Summed squared window over ``n_frames`` frames, float32."""
+        sq = np.broadcast_to(self.window ** 2, (n_frames, self.n_fft))
+        return self._overlap_add(sq, n_frames)
+
+    def _inverse_envelope(self, n_frames: int) -> np.ndarray:
+        """1 / the summed squared window over ``n_frames`` frames, 0 where it is below torch.istft's
+        floor; float32, cached per frame count. A multiply instead of a masked divide per channel."""
+        inv = self._inverse_envelopes.get(n_frames)
+        if inv is None:
+            env = self._envelope(n_frames)
+            keep = env > _ENVELOPE_FLOOR
+            inv = np.zeros_like(env)
+            np.divide(np.float32(1.0), env, out=inv, where=keep)
+            self._inverse_envelopes = {n_frames: inv}  # one entry: segments mostly share a length
+        return inv
 
     def _overlap_add(self, frames: np.ndarray, n_frames: int, out: np.ndarray | None = None) -> np.ndarray:
         """(..., frames, n_fft) -> (..., n_fft + hop * (frames - 1)) summed at hop spacing (into ``out``)."""
         hop, n_fft = self.hop_length, self.n_fft
         if out is None:
-            out = np.zeros(frames.shape[:-2] + (n_fft + hop * (n_frames - 1),), dtype=np.float32)
-        else:
-            out[...] = 0.0
+            out = np.empty(frames.shape[:-2] + (n_fft + hop * (n_frames - 1),), dtype=np.float32)
         if n_fft % hop == 0:
             # each frame as n_fft/hop slices of one hop: slice j of frame t lands at block t + j,
-            # so the whole sum is n_fft/hop vectorised adds
+            # so the whole sum is n_fft/hop vectorised adds, the first of them a copy (no zeroing pass)
             blocks = out.reshape(*out.shape[:-1], -1, hop)  # a view: out is hop * (frames - 1 + n_fft / hop) long
             parts = frames.reshape(*frames.shape[:-1], n_fft // hop, hop)
-            for j in range(n_fft // hop):
+            blocks[..., :n_frames, :] = parts[..., 0, :]
+            blocks[..., n_frames:, :] = 0.0
+            for j in range(1, n_fft // hop):
                 blocks[..., j: j + n_frames, :] += parts[..., j, :]
         else:
+            out[...] = 0.0
             for t in range(n_frames):
                 out[..., t * hop: t * hop + n_fft] += frames[..., t, :]
         return out
@@ -118,18 +130,15 @@ class NumpySTFT:
         if out is None:
             out = np.empty(spec.shape[:-2] + (length,), np.float32)
         _check_out(out)
-        env = self._envelope(n_frames)
+        inv_env = self._inverse_envelope(n_frames)
         frames = self.buffer("frames", (n_frames, self.n_fft), np.float32)
         summed = self.buffer("summed", (self.n_fft + self.hop_length * (n_frames - 1),), np.float32)
         start = self.n_fft // 2
         end = min(start + length, summed.shape[-1])
-        keep = env[start:end] > _ENVELOPE_FLOOR
         for row, dest in zip(spec.reshape(-1, *spec.shape[-2:]), out.reshape(-1, out.shape[-1])):
             np.fft.irfft(row, n=self.n_fft, axis=-1, out=frames)      # (frames, n_fft)
             frames *= self.window
             self._overlap_add(frames, n_frames, out=summed)
-            head = dest[: end - start]
-            head[...] = 0.0
-            np.divide(summed[start:end], env[start:end], out=head, where=keep)
+            np.multiply(summed[start:end], inv_env[start:end], out=dest[: end - start])
             dest[end - start:] = 0.0  # torch.istft pads with zeros past the last frame
         return out

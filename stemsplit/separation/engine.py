@@ -13,13 +13,19 @@ zero weight. So a pass-through mask gives the input back, and a model whose rece
 fits inside ``O/4`` gives the same output as one unchunked pass. A model that declares a
 bounded context (``context_frames()``) gets an overlap whose margin covers it.
 
+A model may instead declare ``separate.crossfade: triangle``: Demucs' own segmenting, with
+segments of exactly its training length, padded with the mixture around them, a triangular
+weight and random-offset shifts (``triangle.py``); its waveform stems then match the
+publisher's to float precision. ``separate.crossfade: linear_fade`` is the MSST framework's
+segmenting for the RoFormers (``linear_fade.py``).
+
 Segments are produced from a stream, so neither the input nor the output is ever held whole.
 Everything here is numpy (float32 / complex64); the network runs behind ``NetworkRunner``
 (torch: ``torch_runner.py``, ONNX Runtime: ``onnx_runner.py``), so this module never imports torch.
 """
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +34,10 @@ from typing import Any
 import numpy as np
 
 from stemsplit.audio.stft_numpy import NumpySTFT
+from stemsplit.separation import linear_fade, triangle
+from stemsplit.separation.margin import StartedInput, cancel, crossfade_window, segments
 from stemsplit.separation.runner import NetworkRunner
+from stemsplit.separation.wiener import settings_of as wiener_settings
 from stemsplit.separation.wiener import wiener
 from stemsplit.settings import EngineSettings
 
@@ -60,23 +69,6 @@ def _either(flag, default):
     return default if flag is None else flag
 
 
-def crossfade_window(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """(length,) float64 weights: zero margins and linear ramps at the inner edges (see module doc)."""
-    w = np.ones(length, dtype=np.float64)
-    if overlap <= 0:
-        return w
-    margin = overlap // 4
-    ramp_len = overlap - 2 * margin
-    ramp = (np.arange(ramp_len, dtype=np.float64) + 0.5) / ramp_len
-    rise = np.concatenate([np.zeros(margin), ramp, np.ones(max(overlap - margin - ramp_len, 0))])[:overlap]
-    if not first:
-        n = min(overlap, length)
-        w[:n] = rise[:n]
-    if not last:
-        w[-overlap:] = w[-overlap:] * rise[::-1]
-    return w
-
-
 class Engine:
     """Separates (channels, time) audio at the model's sample rate into (stems, channels, time).
 
@@ -100,6 +92,18 @@ class Engine:
         self.wiener_iterations = _either(flags.wiener_iterations, own.wiener_iterations)
         # stems that keep plain masking when the Wiener filter runs (separate.wiener_stems)
         self.plain_stems = [i for i, s in enumerate(self.stems) if own.wiener_stems and s not in own.wiener_stems]
+        self.shifts = _either(flags.shifts, own.shifts)
+        self.crossfade = own.crossfade
+        self._network: ThreadPoolExecutor | None = None
+        if self.crossfade == "triangle":  # exact sample counts, as the publisher computes them
+            self.segment = max(4, int(np.floor(seconds * self.sample_rate + 1e-6)))
+            self.overlap = self.segment - max(1, int((1 - overlap) * self.segment))
+            self._weight = triangle.triangle_weight(self.segment, own.transition_power)
+            return
+        if self.crossfade == "linear_fade":  # exact sample counts, as the publisher computes them
+            self.segment = max(4, round(seconds * self.sample_rate))
+            self.overlap = self.segment - max(1, round((1 - overlap) * self.segment))
+            return
         self.segment = max(4, round(seconds * self.sample_rate / hop)) * hop
         self.overlap = min(round(overlap * self.segment / hop) * hop, self.segment - hop)
         context = runner.context_frames()
@@ -107,8 +111,6 @@ class Engine:
             # each segment's discarded margin (overlap / 4) must cover the model's context
             needed = 4 * (context + 1) * hop
             self.overlap = max(self.overlap, min(needed, self.segment - hop))
-        # a runner whose network reads the complex STFT takes it beside the magnitude (optional extension)
-        self._wants_spec = getattr(runner, "input_kind", "magnitude") == "complex"
 
     # --- one segment: analysis (main thread), network (worker thread), synthesis (main thread) ---
 
@@ -116,7 +118,7 @@ class Engine:
         """(C, n) -> one job per sub-hop shift: the STFT now, the network submitted to ``network``
         (run inline when None)."""
         wav = np.asarray(wav, dtype=np.float32)
-        shifts = max(1, self.settings.shifts)
+        shifts = max(1, self.shifts)
         hop = self.config.stft.hop_length
         jobs = []
         for i in range(shifts):
@@ -137,8 +139,7 @@ class Engine:
             for ch in range(c):
                 np.abs(spec_tf[ch], out=mag_tf)
                 mag[ch] = mag_tf.T
-            extra = {"spec": np.ascontiguousarray(spec_tf.swapaxes(-1, -2))[None]} if self._wants_spec else {}
-            call, args = (lambda m=mag[None], kw=extra: runner.stem_magnitudes(m, **kw)), ()
+            call, args = runner.stem_magnitudes, (mag[None],)
         result = network.submit(call, *args) if network is not None else _Done(call(*args))
         return _Job(wav.shape[-1], offset, spec_tf, mag, result)
 
@@ -163,7 +164,8 @@ class Engine:
         if self.wiener_iterations > 0:
             chosen = [s for s in range(est_mag.shape[0]) if s not in self.plain_stems]
             wiener_est = wiener(np.ascontiguousarray(spec_tf.swapaxes(-1, -2)), est_mag, self.wiener_iterations,
-                                stems=chosen, frame_major=True)           # (len(chosen), C, T, F)
+                                stems=chosen, frame_major=True,           # (len(chosen), C, T, F)
+                                **wiener_settings(self.config.separate))
             wiener_index = {s: i for i, s in enumerate(chosen)}
         plain = [s for s in range(est_mag.shape[0]) if s not in wiener_index]
         for s in wiener_index:
@@ -176,7 +178,9 @@ class Engine:
             # one channel, then one stem at a time through the iSTFT: the working memory stays that
             # of one (frames, bins) spectrum, in buffers kept between segments
             for ch in range(spec_tf.shape[0]):
-                np.maximum(job.mag[ch].T, np.float32(1e-12), out=recip)  # |X|, computed once in _start_one
+                # |X| again from the frame-major spectrum: faster than reading the (F, T) copy transposed
+                np.abs(spec_tf[ch], out=recip)
+                np.maximum(recip, np.float32(1e-12), out=recip)
                 np.divide(1.0, recip, out=recip)
                 np.multiply(spec_tf[ch], recip, out=phase)              # X/|X| (0 where silent), no complex division
                 for s in plain:
@@ -184,52 +188,96 @@ class Engine:
                     self.stft.frames_inverse(est, n, out=out[s, ch])
         return out
 
-    def separate_segment(self, wav: np.ndarray) -> np.ndarray:
-        """(C, n) -> (S, C, n) float32, averaged over the configured sub-hop shifts."""
-        return self._finish(self._start(wav, None))
-
     # --- streaming -----------------------------------------------------------------------
 
-    def _segments(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool, bool]]:
-        """(chunk (C, n <= segment), first, last) for a stream of (C, n) input blocks, in order."""
-        seg, stride = self.segment, self.segment - self.overlap
-        pending = np.zeros((self.channels, 0), np.float32)
-        first, exhausted = True, False
-        source = iter(blocks)
-        while True:
-            # a segment is final only when no sample follows it, so look one sample ahead
-            while not exhausted and pending.shape[-1] <= seg:
-                try:
-                    pending = np.concatenate([pending, np.asarray(next(source), dtype=np.float32)], axis=-1)
-                except StopIteration:
-                    exhausted = True
-            if pending.shape[-1] == 0:
-                return
-            last = exhausted and pending.shape[-1] <= seg
-            yield pending[:, :seg], first, last
-            if last:
-                return
-            pending = pending[:, stride:]
-            first = False
+    def _executor(self) -> ThreadPoolExecutor:
+        """The network's worker thread, kept for the engine's life, so that an input started while the
+        previous one is finished (``start_input``) queues its first segment behind that one's last."""
+        if self._network is None:
+            self._network = ThreadPoolExecutor(1, thread_name_prefix="stemsplit-network")
+        return self._network
 
-    def stream(self, blocks: Iterable[np.ndarray],
-               on_segment: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
-        """Yield (S, C, m) float32 output blocks for a stream of (C, n) input blocks, in order.
+    def start_input(self, blocks: Iterable[np.ndarray]) -> StartedInput:
+        """Read ``blocks`` up to its first segment and put that in the network now; ``stream`` the result.
 
-        ``on_segment(samples_done)`` is called after every segment. The network runs one
-        segment ahead on a worker thread (ONNX Runtime and torch release the GIL), so it overlaps
-        this thread's STFTs, Wiener filter, iSTFTs and the caller's writing of the previous one.
+        A batch starts its next file in ``stream``'s ``on_last``, so the network goes on to that
+        file's first segment while this thread finishes the last one of the file before: no pause
+        between files. (Demucs' triangle segmenting is not started early: it is returned as it is.)"""
+        if self.crossfade in ("triangle", "linear_fade"):
+            return StartedInput(blocks)
+        started = StartedInput(blocks, segments(blocks, self.channels, self.segment, self.overlap))
+        item = next(started.segments, None)
+        if item is not None:
+            chunk, first, last = item
+            started.ahead.append((chunk.shape[-1], first, last, self._start(chunk, self._executor())))
+        return started
+
+    def stream(self, blocks: Iterable[np.ndarray] | StartedInput, on_segment: Callable[[int], None] | None = None,
+               on_last: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
+        """Yield (S, C, m) float32 output blocks for a stream of (C, n) input blocks (or a started input,
+        ``start_input``), in order.
+
+        ``on_segment(samples_done)`` is called after every segment (triangle: every stride);
+        ``on_last()`` once, just before the last segment is finished (not for triangle segmenting).
+        The network runs one segment ahead on a worker thread (ONNX Runtime and torch release the
+        GIL), so it overlaps this thread's STFTs, Wiener filter, iSTFTs and the caller's writing
+        of the previous one.
         """
+        if self.crossfade == "triangle":
+            yield from self._stream_triangle(blocks.blocks if isinstance(blocks, StartedInput) else blocks, on_segment)
+        elif self.crossfade == "linear_fade":
+            yield from self._stream_linear_fade(blocks.blocks if isinstance(blocks, StartedInput) else blocks,
+                                                on_segment)
+        else:
+            yield from self._stream_margin(blocks, on_segment, on_last)
+
+    def _stream_triangle(self, blocks: Iterable[np.ndarray],
+                         on_segment: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+        """``stream`` for ``separate.crossfade: triangle``: one pass per shift, averaged (triangle.py)."""
+        stride = self.segment - self.overlap
+        leads = triangle.shift_leads(self.shifts, self.sample_rate)
+        sources = itertools.tee(blocks, len(leads)) if len(leads) > 1 else [blocks]
+        network = ThreadPoolExecutor(1, thread_name_prefix="stemsplit-network")
+        start = lambda chunk: self._start_one(chunk, 0, network)  # noqa: E731
+        finish = lambda job: self._finish([job])  # noqa: E731
+        try:
+            passes = [triangle.one_pass(source, lead, segment=self.segment, stride=stride, weight=self._weight,
+                                        channels=self.channels, start=start, finish=finish, ahead=_AHEAD)
+                      for source, lead in zip(sources, leads)]
+            done = 0
+            for out in triangle.merged(passes, stride):
+                done += out.shape[-1]
+                yield out
+                if on_segment:
+                    on_segment(done)
+        finally:
+            network.shutdown(wait=False, cancel_futures=True)
+
+    def _stream_linear_fade(self, blocks: Iterable[np.ndarray],
+                            on_segment: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+        """``stream`` for ``separate.crossfade: linear_fade`` (linear_fade.py)."""
+        network = ThreadPoolExecutor(1, thread_name_prefix="stemsplit-network")
+        try:
+            yield from linear_fade.one_pass(blocks, segment=self.segment, stride=self.segment - self.overlap,
+                                            channels=self.channels, start=lambda chunk: self._start(chunk, network),
+                                            finish=self._finish, ahead=_AHEAD, on_segment=on_segment)
+        finally:
+            network.shutdown(wait=False, cancel_futures=True)
+
+    def _stream_margin(self, blocks: Iterable[np.ndarray] | StartedInput, on_segment: Callable[[int], None] | None,
+                       on_last: Callable[[], None] | None) -> Iterator[np.ndarray]:
+        """``stream`` for ``separate.crossfade: margin`` (the module doc's windows)."""
         ov = self.overlap
         stride = self.segment - ov
         tail = tail_w = None  # weighted output of the previous segment's overlap region (S, C, ov), (ov,)
         done = 0
-        ahead: deque = deque()
-        network = ThreadPoolExecutor(1, thread_name_prefix="stemsplit-network")
+        if not isinstance(blocks, StartedInput):
+            blocks = StartedInput(blocks, segments(blocks, self.channels, self.segment, ov))
+        pieces, ahead = blocks.segments, blocks.ahead
+        network = self._executor()
         try:
-            segments = self._segments(blocks)
             while True:
-                item = next(segments, None)
+                item = next(pieces, None)
                 if item is not None:
                     chunk, first, last = item
                     ahead.append((chunk.shape[-1], first, last, self._start(chunk, network)))
@@ -238,6 +286,8 @@ class Engine:
                         break
                     continue
                 n, first, last, jobs = ahead.popleft()
+                if last and on_last:
+                    on_last()
                 w = crossfade_window(n, ov if n > ov else n, first, last).astype(np.float32)
                 out = self._finish(jobs)
                 del jobs  # its spectrum and network output (42 MB at 10 s) go now, not after the yield
@@ -262,7 +312,7 @@ class Engine:
                 if on_segment:
                     on_segment(done)
         finally:
-            network.shutdown(wait=False, cancel_futures=True)
+            cancel(ahead)
 
     def separate(self, mixture: np.ndarray, on_segment: Callable[[int], None] | None = None) -> np.ndarray:
         """(channels, time) at the model's rate -> (stems, channels, time) float32."""
@@ -272,6 +322,11 @@ class Engine:
         return np.concatenate(list(self.stream([mixture], on_segment)), axis=-1)
 
     def num_segments(self, length: int) -> int:
+        """How many times ``stream`` calls ``on_segment`` for ``length`` samples."""
+        if self.crossfade == "triangle":
+            return max(1, triangle.count_outputs(length, self.segment - self.overlap))
+        if self.crossfade == "linear_fade":
+            return max(1, linear_fade.count_segments(length, self.segment, self.segment - self.overlap))
         if length <= self.segment:
             return 1
         stride = self.segment - self.overlap

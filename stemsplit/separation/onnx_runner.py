@@ -3,6 +3,8 @@
 ``OnnxRunner`` is the ``NetworkRunner`` (``runner.py``) of the torch-free install: the file's
 metadata gives back the model's config (STFT, stems, rate, separation defaults), and the
 session maps numpy arrays to numpy arrays. Imports numpy and onnxruntime, never torch.
+A causal model's file is its streaming step (``onnx_format.py``): here every call starts from the
+zero state, which makes it the offline network; ``stream_step()`` runs it frame by frame instead.
 Shape letters: B batch, C channels, F frequency bins, T frames, S stems, L samples.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from stemsplit.config import Config, ConfigError, config_from_dict
 from stemsplit.errors import CheckpointError, ModelError, install_extra
-from stemsplit.onnx_format import FORMAT_VERSION, INPUT_NAMES, META_KEY, OUTPUT_KINDS, stale_entries
+from stemsplit.onnx_format import FORMAT_VERSION, INPUT_NAMES, META_KEY, OUTPUT_KINDS, STREAM_KEY, stale_entries
 
 
 class OnnxRunner:
@@ -49,8 +51,22 @@ class OnnxRunner:
         binding = self.session.io_binding()
         binding.bind_cpu_input(self._input, x)
         binding.bind_output(self._output, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        for state in self.info.get(STREAM_KEY, {}).get("state", []):  # a causal model: from the zero state
+            shape = list(state["shape"])
+            shape[state["batch_axis"]] *= x.shape[0]
+            binding.bind_cpu_input(state["input"], np.zeros(shape, np.float32))
+            binding.bind_output(state["output"], "cpu")  # the state after: not needed here
         self.session.run_with_iobinding(binding)
         return out
+
+    def stream_step(self):
+        """The model's streaming step on this session (``OnnxStreamStep``); ModelError when it is not causal."""
+        from stemsplit.separation.onnx_stream import OnnxStreamStep
+
+        if STREAM_KEY not in self.info:
+            raise ModelError(f"{self.path.name}: not a streaming model (it is not causal, or was exported before "
+                             "stemsplit streamed: re-export its checkpoint with stemsplit export)")
+        return OnnxStreamStep(self.session, self.config, self.info)
 
     def stem_magnitudes(self, mag: np.ndarray) -> np.ndarray:
         """(B, C, F, T) float32 |STFT| -> (B, S, C, F, T) float32 stem magnitudes."""
@@ -78,7 +94,8 @@ def _metadata(session, path: Path) -> dict:
     except ValueError:
         raise CheckpointError(f"{path}: its {META_KEY!r} metadata is not JSON; re-export the model") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has stemsplit ONNX format {info.get('format') if isinstance(info, dict) else '?'}"
+        found = info.get("format") if isinstance(info, dict) else "?"
+        raise CheckpointError(f"{path} has stemsplit ONNX format {found}"
                               f", this stemsplit reads format {FORMAT_VERSION}; re-export the model")
     if info.get("input_kind") not in INPUT_NAMES or info.get("output_kind") not in OUTPUT_KINDS:
         raise CheckpointError(f"{path}: unknown input/output kind {info.get('input_kind')!r} -> "
@@ -97,8 +114,19 @@ def _check_shared_weights(info: dict, path: Path) -> None:
                               "re-export it (scripts/package_models.py onnx for the shipped models)")
 
 
+def default_threads() -> int:
+    """The network's CPU threads when none are asked for: every core but one, at least one.
+
+    The engine's own thread (STFT, masking, iSTFT, writing) works beside the network, so it keeps
+    a core. On 2 cores a second network thread only took turns with it: the LSTMs split their batch
+    between the threads and wait for the half whose core the engine's thread had taken. Measured on
+    a shared 2-core machine: 0.7 s more CPU and 1.3 s more wall time on a 3-minute song than one
+    thread (docs/benchmarks.md, speed levers)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def load_onnx_runner(path: str | Path, threads: int | None = None) -> OnnxRunner:
-    """An ``OnnxRunner`` for ``path``, on ``threads`` CPU threads (default: every core)."""
+    """An ``OnnxRunner`` for ``path``, on ``threads`` CPU threads (default: ``default_threads()``)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -111,7 +139,7 @@ def load_onnx_runner(path: str | Path, threads: int | None = None) -> OnnxRunner
     if threads is not None and threads < 1:
         raise ConfigError(f"threads: must be >= 1, got {threads}")
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.intra_op_num_threads = threads or default_threads()
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: a user sees ours, not the runtime's warnings
