@@ -6,6 +6,7 @@ the three commands accept the same flags, with the same defaults and the same er
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -32,24 +33,11 @@ class EngineSettings:
     device: str = "auto"
 
     def checked(self) -> EngineSettings:
-        """Self, after checking every value is finite and in range; ConfigError names the flag."""
-        seg = self.segment_seconds
-        if seg is not None:
-            _finite("--segment", seg)
-            if not 0 < seg <= MAX_SEGMENT_SECONDS:
-                raise ConfigError(f"--segment {seg:g}: must be > 0 and at most {MAX_SEGMENT_SECONDS:g} "
-                                  "seconds; leave it out to use the model's own segment length")
-        if self.overlap is not None:
-            _finite("--overlap", self.overlap)
-            if not 0 <= self.overlap < 1:
-                raise ConfigError(f"--overlap {self.overlap:g}: must be a fraction in [0, 1), e.g. 0.25")
-        if self.shifts is not None and not 0 <= self.shifts <= MAX_SHIFTS:
-            raise ConfigError(f"--shifts {self.shifts}: must be between 0 and {MAX_SHIFTS}")
-        wi = self.wiener_iterations
-        if wi is not None and not 0 <= wi <= MAX_WIENER_ITERATIONS:
-            raise ConfigError(f"--wiener-iterations {wi}: must be between 0 and {MAX_WIENER_ITERATIONS}")
-        check_device_name(self.device)
-        return self
+        """Self, after checking every value is finite and in range; ConfigError names the flag.
+
+        The entry points (run_separate, Separator, Engine) each call it; the settings are
+        frozen, so the checks run once per distinct settings and later calls return at once."""
+        return _checked(self)
 
     def cache_fields(self) -> dict:
         """The fields that change a model's estimates (the device changes only rounding)."""
@@ -61,6 +49,28 @@ class EngineSettings:
 def _finite(flag: str, value: float) -> None:
     if not math.isfinite(value):
         raise ConfigError(f"{flag} {value}: must be a finite number")
+
+
+@functools.lru_cache(maxsize=64)
+def _checked(settings: EngineSettings) -> EngineSettings:
+    """EngineSettings.checked's work, once per distinct (frozen, hashable) settings."""
+    seg = settings.segment_seconds
+    if seg is not None:
+        _finite("--segment", seg)
+        if not 0 < seg <= MAX_SEGMENT_SECONDS:
+            raise ConfigError(f"--segment {seg:g}: must be > 0 and at most {MAX_SEGMENT_SECONDS:g} "
+                              "seconds; leave it out to use the model's own segment length")
+    if settings.overlap is not None:
+        _finite("--overlap", settings.overlap)
+        if not 0 <= settings.overlap < 1:
+            raise ConfigError(f"--overlap {settings.overlap:g}: must be a fraction in [0, 1), e.g. 0.25")
+    if settings.shifts is not None and not 0 <= settings.shifts <= MAX_SHIFTS:
+        raise ConfigError(f"--shifts {settings.shifts}: must be between 0 and {MAX_SHIFTS}")
+    wi = settings.wiener_iterations
+    if wi is not None and not 0 <= wi <= MAX_WIENER_ITERATIONS:
+        raise ConfigError(f"--wiener-iterations {wi}: must be between 0 and {MAX_WIENER_ITERATIONS}")
+    check_device_name(settings.device)
+    return settings
 
 
 def check_runtime(runtime: str, device: str = "auto") -> None:

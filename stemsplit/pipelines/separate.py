@@ -27,7 +27,7 @@ from stemsplit.pipelines.output_paths import (
 )
 from stemsplit.pipelines.separate_file import output_names
 from stemsplit.pipelines.separator import MAX_JOBS, Separator, check_output_options, check_threads
-from stemsplit.settings import EngineSettings, check_runtime
+from stemsplit.settings import EngineSettings
 
 __all__ = ["MAX_JOBS", "OUTPUT_MARKER", "TEMPLATE_KEYS", "SeparateError", "SeparateRequest", "BatchSummary",
            "SeparateUI", "check_template", "track_name", "discover", "parse_shard", "run_separate"]
@@ -124,17 +124,16 @@ def _songs_in(folder: Path, out_dir: Path | None) -> list[Path]:
 
 
 def _validate(req: SeparateRequest) -> str:
-    """Every option checked before anything loads; returns the output subtype."""
+    """Every option checked before anything loads (--runtime with --device: resolve's first step);
+    returns the output subtype."""
     subtype = check_output_options(req.fmt, req.bits, req.clip, req.filename)
     req.engine.checked()
-    check_runtime(req.runtime, req.engine.device)
     check_threads(req.jobs)
     out = req.out_dir.resolve()
     walked = next((item for item in req.inputs if item.is_dir() and item.resolve() == out), None)
     if walked is not None:
         raise SeparateError(f"-o {req.out_dir} is the folder being separated ({walked}): its stems would be taken "
                             "for songs next time; choose another -o, e.g. a subfolder (the default, separated/)")
-    prepare_output_folder(req.out_dir)
     return subtype
 
 
@@ -144,6 +143,7 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     subtype = _validate(req)
     separator = Separator.from_settings(req.model, req.engine, req.runtime, req.jobs, events=ui.download)
     stems = separator.check_stems(req.stems)
+    prepare_output_folder(req.out_dir)
     model_name = separator.model_name
     names = output_names(separator.stems, stems, req.residual)
 

@@ -39,7 +39,7 @@ from stemsplit.pipelines.separate_file import (
 )
 from stemsplit.resolver import Events, ResolvedModel, resolve
 from stemsplit.separation.engine import Engine
-from stemsplit.settings import EngineSettings, check_runtime
+from stemsplit.settings import EngineSettings
 
 MAX_JOBS = 1024  # CPU threads; also checked by the CLI (stemsplit.cli.separate) before anything loads
 _BLOCK_SECONDS = 1.0  # arrays are fed to the stream in blocks, as files are
@@ -115,7 +115,6 @@ class Separator:
     def _setup(self, model: str | None, runtime: str, settings: EngineSettings, threads: int | None,
                events: Events | None = None) -> None:
         settings = settings.checked()
-        check_runtime(runtime, settings.device)
         check_threads(threads)
         self.model: ResolvedModel = resolve(model, runtime, settings.device, threads, events)
         self.runtime = self.model.runtime
