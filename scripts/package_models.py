@@ -10,6 +10,8 @@ usage:
   scripts/package_models.py ensemble NAME --members A B --data DIR [--split valid] [--step 0.05]
                                                          fit per-stem weights, ship the ensemble as NAME
   scripts/package_models.py onnx [NAME ...]              (re)write the shipped models' ONNX files
+  scripts/package_models.py stream-score NAME EVAL_DIR   a streaming model's scores as streamed; it
+                                                         becomes the streaming default
 
 `add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
 and the exact `stemsplit train` command), the training data and its licence, and the
@@ -51,6 +53,7 @@ from stemsplit.checkpoint import atomic_torch_save, read_checkpoint  # noqa: E40
 from stemsplit.config import apply_overrides, config_from_dict, config_to_dict  # noqa: E402
 from stemsplit.data.musdb import MUSDB_LICENCE  # noqa: E402
 from stemsplit.models import build_model  # noqa: E402
+from stemsplit.onnx_format import stream_latency  # noqa: E402
 
 OOD_STEMS = ("drums", "bass", "other")  # the quality issue's out-of-domain bar averages these three
 MIN_DEFAULT_SPEED = 50.0  # x real time on a 3-minute song, whole process, as users run it (ONNX Runtime):
@@ -100,6 +103,10 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
              "trained_on": meta.get("trained_on_summary") or _trained_on(meta),
              "training_data": training_data, "licence": licence,
              "recipe": meta["recipe"]["command"]}
+    if model.is_causal():  # what `stemsplit stream` and --list-models state about a streaming model
+        samples = stream_latency(cfg.stft.n_fft, cfg.stft.hop_length, model.lookahead_frames())
+        entry.update(streaming=True, latency_samples=samples,
+                     latency_ms=round(1e3 * samples / cfg.audio.sample_rate, 1))
     if "mask_accuracy" in train_scores:  # binary-mask models: share of bins whose binary mask is right, in %
         entry["mask_accuracy"] = {k: round(100 * float(v), 1) for k, v in train_scores["mask_accuracy"].items()}
     reg.setdefault("models", {})[name] = entry
@@ -216,6 +223,35 @@ def score(eval_dir: Path, data: Path | None = None, ood_dir: Path | None = None)
     write_onnx()  # the checkpoints were rewritten (their validation meta): their ONNX files follow
 
 
+def stream_score(name: str, eval_dir: Path) -> None:
+    """Record a streaming model's valid scores from ``stemsplit evaluate --estimates`` on its
+    streamed stems (research/stream_quality.py: the "estimates" row, with the --oracle rows), and
+    make it the streaming default."""
+    table = read_summary(eval_dir)
+    floor, limit = table[("mixture", "mean", "gsdr")], table[("oracle-irm-mag", "mean", "gsdr")]
+    reg = load_registry()
+    entry = reg["models"][name]
+    if not entry.get("streaming"):
+        raise SystemExit(f"{name} is not a streaming model")
+    entry["valid_sdr"] = {s: round(table[("estimates", s, "SDR")], 2) for s in entry["stems"]}
+    entry["valid_gsdr"] = {s: round(table[("estimates", s, "gsdr")], 2) for s in entry["stems"]}
+    entry["valid_gsdr_mean"] = round(table[("estimates", "mean", "gsdr")], 2)
+    entry["headroom_closed"] = round((entry["valid_gsdr_mean"] - floor) / (limit - floor), 3)
+    entry["scored_as"] = "streamed by stemsplit stream --block 512, then stemsplit evaluate --estimates"
+    path = PRETRAINED / entry["file"]
+    ckpt = read_checkpoint(path)
+    ckpt["meta"]["validation"] = {
+        "split": "musdb18-7 valid (14 tracks)", "streamed_block": 512, "sdr_median": entry["valid_sdr"],
+        "gsdr_median": entry["valid_gsdr"], "gsdr_mean": entry["valid_gsdr_mean"],
+        "headroom_closed": entry["headroom_closed"], "mixture_gsdr": floor, "oracle_irm_mag_gsdr": limit}
+    atomic_torch_save(ckpt, path)
+    reg["stream_default"] = name
+    save_registry(reg)
+    print(f"{name}: streamed gSDR mean {entry['valid_gsdr_mean']:.2f} dB, headroom closed "
+          f"{100 * entry['headroom_closed']:.1f}%; the streaming default")
+    write_onnx([name])
+
+
 def ensemble(name: str, members: list[str], data: Path, split: str, step: float, wiener: int,
              overrides: list[str] | None = None) -> None:
     """Fit per-stem weights of shipped members on DATA's split and ship the result as NAME."""
@@ -281,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="a prepared dataset that recipes name in extra_data")
     p_onnx = sub.add_parser("onnx")
     p_onnx.add_argument("names", nargs="*", help="shipped models (default: all)")
+    p_stream = sub.add_parser("stream-score")
+    p_stream.add_argument("name")
+    p_stream.add_argument("eval_dir", type=Path)
     p_bag = sub.add_parser("ensemble")
     p_bag.add_argument("name")
     p_bag.add_argument("--members", nargs="+", required=True, help="shipped names or checkpoint paths")
@@ -298,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         recipes(args.ensembles, args.runs, args.extra)
     elif args.cmd == "onnx":
         write_onnx(args.names or None)
+    elif args.cmd == "stream-score":
+        stream_score(args.name, args.eval_dir)
     elif args.cmd == "ensemble":
         ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations, args.overrides)
     else:

@@ -44,3 +44,57 @@ def test_a_model_missing_from_the_out_of_domain_run_is_named(tmp_path):
     ood = _summary_csv(tmp_path / "ood", {"a": [1, 2, 3, 4]})
     with pytest.raises(SystemExit, match="no rows for 'b': evaluate it with --model b"):
         package_models._record_ood(reg, ood)
+
+
+def _in_a_temporary_package(monkeypatch, tmp_path) -> dict:
+    """package_models writing into tmp_path and an in-memory registry instead of the package."""
+    reg = {"default": "x", "models": {}}
+    monkeypatch.setattr(package_models, "PRETRAINED", tmp_path)
+    monkeypatch.setattr(package_models, "load_registry", lambda: reg)
+    monkeypatch.setattr(package_models, "save_registry", lambda r: None)
+    monkeypatch.setattr(package_models, "write_onnx", lambda names=None: None)
+    return reg
+
+
+def test_a_causal_model_is_packaged_as_a_streaming_model_with_its_latency(monkeypatch, tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    reg = _in_a_temporary_package(monkeypatch, tmp_path)
+    for arch in ("crnn_causal", "crnn"):
+        run = tmp_path / arch
+        run.mkdir()
+        write_tiny_checkpoint(run / "best.ckpt", arch)
+        package_models.add(arch, run, fp32=False, overrides=[])
+    causal, offline = reg["models"]["crnn_causal"], reg["models"]["crnn"]
+    assert causal["streaming"] is True
+    assert causal["latency_samples"] == 511  # tiny n_fft 512, no look-ahead: n_fft - 1
+    assert causal["latency_ms"] == round(511 / 44.1, 1)
+    assert "streaming" not in offline and "latency_ms" not in offline
+    assert (tmp_path / "crnn_causal.ckpt").is_file()
+
+
+def test_stream_score_records_the_streamed_scores_and_the_streaming_default(monkeypatch, tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    reg = _in_a_temporary_package(monkeypatch, tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_tiny_checkpoint(run / "best.ckpt", "crnn_causal")
+    package_models.add("live", run, fp32=False, overrides=[])
+    evals = _summary_csv(tmp_path / "eval", {"estimates": [4.0, 3.0, 2.0, 1.0], "mixture": [-5.0] * 4,
+                                             "oracle-irm-mag": [8.0] * 4})
+    with open(evals / "summary.csv", "a", newline="") as f:  # evaluate's mean rows and SDR rows too
+        out = csv.writer(f)
+        for model, mean in (("estimates", 2.5), ("mixture", -5.0), ("oracle-irm-mag", 8.0)):
+            out.writerow([model, "mean", "gsdr", mean])
+        for stem in STEMS:
+            out.writerow(["estimates", stem, "SDR", 1.5])
+    package_models.stream_score("live", evals)
+    entry = reg["models"]["live"]
+    assert entry["valid_gsdr"] == {"vocals": 4.0, "drums": 3.0, "bass": 2.0, "other": 1.0}
+    assert entry["valid_gsdr_mean"] == 2.5
+    assert entry["headroom_closed"] == pytest.approx((2.5 + 5) / 13, abs=1e-3)
+    assert reg["stream_default"] == "live" and reg["default"] == "x"
+    reg["models"]["live"]["streaming"] = False
+    with pytest.raises(SystemExit, match="not a streaming model"):
+        package_models.stream_score("live", evals)
