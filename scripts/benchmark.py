@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """stemsplit benchmarks on this machine. Prints each section's table and writes JSON.
 
-usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped,default,runtimes] [--json PATH]
+usage: scripts/benchmark.py [--only separate,data,train,evaluate,shipped,default,runtimes,stream,paired,batch]
+                            [--json PATH]
 
 Sections:
   separate  wall time / real-time factor for a 3-minute song and peak RSS for 1- and
@@ -15,6 +16,15 @@ Sections:
   data      loader throughput (excerpts/s) with 0, 1 and 2 workers
   train     training throughput per architecture
   evaluate  evaluation tracks per minute with 1 and 2 workers
+  paired    the default model beside Open-Unmix UMX-HQ (its own `umx` command, random weights of its
+            size, --niter 1) on one 3-minute song, and the default on a 30-minute song, interleaved,
+            median of three: wall time, x real time, CPU time, peak RSS, and the ratio against the
+            bars (>= 10x faster, <= 400 MB) (bench_paired.py)
+  batch     a folder of 50 10-s songs beside one 500-s song: throughput of each whole
+            `stemsplit separate` process, interleaved, median of three (bench_batch.py)
+  stream    real-time streaming, one stream on one thread, per streaming model and runtime: declared
+            latency, compute p50/p99 per 512-sample block, x real time, CPU use; the histogram of
+            the per-block compute times -> docs/stream_compute_histogram.png (bench_stream.py)
 """
 from __future__ import annotations
 
@@ -31,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-SECTIONS = ("separate", "shipped", "default", "runtimes", "data", "train", "evaluate")
+SECTIONS = ("separate", "shipped", "default", "runtimes", "paired", "batch", "data", "train", "evaluate", "stream")
 
 
 def _shipped(report: dict) -> None:
@@ -61,9 +71,11 @@ def _default(report: dict) -> None:
 
 
 def main() -> int:
-    from stemsplit.cli.allocator import tune_allocator
+    from stemsplit.heap import apply_heap_policy
 
-    tune_allocator()  # the same allocator settings as the `stemsplit` command
+    # the in-process sections (data, train, evaluate) get those commands' heap settings; the
+    # separations run as `stemsplit separate` processes, which apply their own
+    apply_heap_policy("train")
     ap = argparse.ArgumentParser(description="stemsplit benchmarks")
     ap.add_argument("--only", default=",".join(SECTIONS))
     ap.add_argument("--json", default="benchmark_results.json")

@@ -1,10 +1,10 @@
 """`stemsplit separate`: flags -> SeparateRequest -> pipelines.separate; progress display."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from stemsplit.cli.common import (
     PANEL,
@@ -22,7 +22,7 @@ from stemsplit.cli.common import (
     user_errors,
 )
 from stemsplit.cli.flags import check_choice, check_number
-from stemsplit.separation.runtimes import check_runtime
+from stemsplit.settings import check_runtime
 
 
 class RichUI(ProgressUI):
@@ -31,6 +31,7 @@ class RichUI(ProgressUI):
     def __init__(self, tty: bool):
         super().__init__(tty)
         self.files_task = self.seg_task = None
+        self._downloads = None
 
     def batch_started(self, n_files: int) -> None:
         if self.progress:
@@ -59,47 +60,13 @@ class RichUI(ProgressUI):
     def message(self, text: str) -> None:
         console.print(f"note: {text}", soft_wrap=True, highlight=False, markup=False)
 
+    def download(self, event) -> None:
+        """A public model's first use: its download, as `stemsplit models pull` shows it."""
+        from stemsplit.cli.models import PullProgress
 
-def _list_models() -> None:
-    from stemsplit.pretrained import list_models
-
-    models = list_models()
-    if not models:
-        console.print("No trained models ship with this build yet; pass --model path/to/model.ckpt.")
-        return
-    rows = []
-    for m in models:
-        scores = m.get("valid_sdr") or {}
-        rows.append([m["name"] + (" (default)" if m["default"] else ""), m.get("architecture", "?"),
-                     f"{m['size_mb']} MB", ",".join(m.get("stems", [])),
-                     " ".join(f"{k} {v:.2f}" for k, v in scores.items()) or "-",
-                     f"{m['ood_gsdr_dbo']:.2f}" if m.get("ood_gsdr_dbo") is not None else "-",
-                     f"{m['speed_x_realtime']:.0f}x" if m.get("speed_x_realtime") else "-",
-                     m.get("trained_on", "-")])
-    header = ["name", "architecture", "size", "stems", "valid SDR (dB) per stem",
-              "out of domain d/b/o gSDR (dB)", "speed (x real time)", "trained on"]
-    if not is_tty():  # tab-separated for scripts
-        for row in [header] + rows:
-            typer.echo("\t".join(row))
-        return
-    table = Table(title="shipped models")
-    for col in header:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    licences = sorted({m["licence"] for m in models if m.get("licence")})
-    for text in licences:
-        console.print(f"training data licence: {text}", soft_wrap=True, markup=False)
-    console.print(_architectures_line(), soft_wrap=True, markup=False, highlight=False)
-
-
-def _architectures_line() -> str:
-    """The families `stemsplit train` can build, from the model registry."""
-    from stemsplit.models import model_class, names
-
-    kinds = [f"{n} ({model_class(n).input_kind} -> {model_class(n).output_kind})" for n in names()]
-    return "architectures to train (stemsplit train --config configs/<name>.yaml): " + ", ".join(kinds)
+        if self._downloads is None:
+            self._downloads = PullProgress(self.tty, self.progress)
+        self._downloads(event)
 
 
 @app.command()
@@ -107,7 +74,8 @@ def separate(
     inputs: list[Path] = typer.Argument(None, help="Audio files and/or folders (walked recursively)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Shipped model name or checkpoint path."),
     out: Path = typer.Option(Path("separated"), "--out", "-o", help="Output folder."),
-    filename: str = typer.Option("{model}/{track}/{stem}.{ext}", help="Output path template under --out."),
+    filename: str = typer.Option("{model}/{track}/{stem}.{ext}", help="Output path template under --out; it "
+                                 "stays inside --out (no absolute path, no '..')."),
     stems: str | None = typer.Option(None, help="Comma-separated subset of stems, e.g. vocals."),
     residual: bool = typer.Option(False, help="Also write mixture minus the chosen stems "
                                               "(no_<stem> or accompaniment)."),
@@ -116,7 +84,7 @@ def separate(
     clip: str = typer.Option("rescale", help="Clipping protection: rescale, clamp or none."),
     segment: SegmentOpt = None,
     overlap: OverlapOpt = None,
-    shifts: ShiftsOpt = 0,
+    shifts: ShiftsOpt = None,
     wiener_iterations: WienerOpt = None,
     device: DeviceOpt = "auto",
     runtime: str = typer.Option("auto", "--runtime", help="What runs the network: onnx (ONNX Runtime, no torch "
@@ -125,14 +93,18 @@ def separate(
     jobs: int | None = typer.Option(None, help="CPU threads for the network (torch or ONNX Runtime)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip files whose outputs all exist."),
     shard: str | None = typer.Option(None, help="i/N: process only the i-th of N interleaved shares."),
-    list_models: bool = typer.Option(False, "--list-models", help="List the shipped models and exit."),
+    list_models: bool = typer.Option(False, "--list-models", help="List the shipped and the public models and exit."),
+    benchmark: bool = typer.Option(False, "--benchmark", help="Measure this machine's speed for the model (--model; "
+                                   "default: the default model) on a generated 60-s song, print it and exit."),
 ) -> None:
     """Separate songs into stems: `stemsplit separate song.mp3`."""
-    from stemsplit.heap import map_large_allocations
-
-    map_large_allocations()  # this process is ours: a flat heap over a long separation (stemsplit/heap.py)
     if list_models:
-        _list_models()
+        from stemsplit.cli.model_list import print_models
+
+        print_models()
+        return
+    if benchmark:
+        _benchmark(inputs, model, segment, overlap, shifts, wiener_iterations, device, runtime, jobs)
         return
     if not inputs:
         fail("no input given; usage: stemsplit separate SONG_OR_FOLDER [...]")
@@ -158,6 +130,29 @@ def separate(
                   highlight=False)
     if n_fail:
         console.print("failed:", highlight=False)
-        for path, msg in summary.failed:
+        for _path, msg in summary.failed:
             console.print(f"  {msg}", soft_wrap=True, highlight=False, markup=False)
         raise typer.Exit(1)
+
+
+def _benchmark(inputs, model, segment, overlap, shifts, wiener_iterations, device, runtime, jobs) -> None:
+    """`--benchmark`: one generated song through the whole file-to-stems path, timed (pipelines/benchmark_speed.py)."""
+    if inputs:
+        fail("--benchmark separates a generated song; give no input files (choose the model with --model)")
+    engine = engine_settings(segment, overlap, shifts, wiener_iterations, device)
+    with user_errors():
+        check_number("--jobs", jobs, 1, 1024)
+        check_runtime(runtime, device)
+    from stemsplit.pipelines import benchmark_speed
+
+    seconds = benchmark_speed.BENCHMARK_SECONDS
+    with user_errors():
+        with console.status(f"separating a generated {seconds:.0f}-s song...") if is_tty() else nullcontext():
+            result = benchmark_speed.measure_speed(model, engine, runtime, jobs, seconds)
+    console.print(f"{result.model} ({result.runtime}) on this machine: {result.x_realtime:.1f}x real time "
+                  f"({result.audio_seconds:.0f} s of stereo audio read, separated and written as stems in "
+                  f"{result.separate_seconds:.2f} s, {result.cpu_seconds:.2f} s of CPU; loading the model took "
+                  f"{result.load_seconds:.2f} s, not counted)", highlight=False, soft_wrap=True)
+    if result.listed_x_realtime:
+        console.print(f"--list-models gives {result.listed_x_realtime:.0f}x for it, measured on the build machine",
+                      highlight=False, soft_wrap=True)
