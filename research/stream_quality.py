@@ -1,7 +1,7 @@
 """Score a streaming model as `stemsplit stream` runs it: every valid track streamed at a block
 size into aligned stems, then `stemsplit evaluate --estimates` on them (median gSDR per stem).
 
-usage: python research/stream_quality.py MODEL DATA OUT [--block 512] [--runtime onnx]
+usage: python research/stream_quality.py MODEL DATA OUT [--block 512] [--runtime onnx] [--metrics both]
   MODEL: a causal checkpoint, .onnx or shipped name; DATA: a prepared dataset (its valid split)
 Prints the evaluate command's table; the estimates stay in OUT/estimates.
 """
@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--block", type=int, default=512)
     ap.add_argument("--runtime", default="auto")
+    ap.add_argument("--metrics", default="fast", help="evaluate's --metrics (both: museval's SDR too)")
     args = ap.parse_args()
     dataset = PreparedDataset(args.data)
     estimates = args.out / "estimates"
@@ -37,7 +38,7 @@ def main() -> None:
             subprocess.run([*stemsplit, "stream", str(song), "-o", str(estimates / name), "--model", args.model,
                             "--block", str(args.block), "--bits", "32", "--runtime", args.runtime], check=True)
     subprocess.run([*stemsplit, "evaluate", "--data", str(args.data), "--split", "valid", "--estimates",
-                    str(estimates), "--oracle", "--metrics", "fast", "-o", str(args.out / "eval")], check=True)
+                    str(estimates), "--oracle", "--metrics", args.metrics, "-o", str(args.out / "eval")], check=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ usage:
   scripts/package_models.py ensemble NAME --members A B --data DIR [--split valid] [--step 0.05]
                                                          fit per-stem weights, ship the ensemble as NAME
   scripts/package_models.py onnx [NAME ...]              (re)write the shipped models' ONNX files
-  scripts/package_models.py stream-score NAME EVAL_DIR   a streaming model's scores as streamed; it
+  scripts/package_models.py stream-score NAME EVAL_DIR [--ood EVAL_DIR]
+                                                         a streaming model's scores as streamed; it
                                                          becomes the streaming default
 
 `add` stores the weights in fp16 unless --fp32 is given, and writes the recipe (the config
@@ -223,25 +224,32 @@ def score(eval_dir: Path, data: Path | None = None, ood_dir: Path | None = None)
     write_onnx()  # the checkpoints were rewritten (their validation meta): their ONNX files follow
 
 
-def stream_score(name: str, eval_dir: Path) -> None:
+def stream_score(name: str, eval_dir: Path, ood_dir: Path | None = None) -> None:
     """Record a streaming model's valid scores from ``stemsplit evaluate --estimates`` on its
-    streamed stems (research/stream_quality.py: the "estimates" row, with the --oracle rows), and
-    make it the streaming default."""
+    streamed stems (research/stream_quality.py: the "estimates" row, with the --oracle rows), its
+    scores on the held-out multitrack songs streamed the same way (``ood_dir``), and its offline
+    speed; make it the streaming default."""
     table = read_summary(eval_dir)
     floor, limit = table[("mixture", "mean", "gsdr")], table[("oracle-irm-mag", "mean", "gsdr")]
     reg = load_registry()
     entry = reg["models"][name]
     if not entry.get("streaming"):
         raise SystemExit(f"{name} is not a streaming model")
-    entry["valid_sdr"] = {s: round(table[("estimates", s, "SDR")], 2) for s in entry["stems"]}
+    if ("estimates", entry["stems"][0], "SDR") in table:  # evaluate without --metrics fast: museval's SDR too
+        entry["valid_sdr"] = {s: round(table[("estimates", s, "SDR")], 2) for s in entry["stems"]}
     entry["valid_gsdr"] = {s: round(table[("estimates", s, "gsdr")], 2) for s in entry["stems"]}
     entry["valid_gsdr_mean"] = round(table[("estimates", "mean", "gsdr")], 2)
     entry["headroom_closed"] = round((entry["valid_gsdr_mean"] - floor) / (limit - floor), 3)
     entry["scored_as"] = "streamed by stemsplit stream --block 512, then stemsplit evaluate --estimates"
+    if ood_dir is not None:
+        ood = read_summary(ood_dir)
+        entry["ood_gsdr"] = {s: round(ood[("estimates", s, "gsdr")], 2) for s in entry["stems"]}
+        entry["ood_gsdr_dbo"] = round(sum(entry["ood_gsdr"][s] for s in OOD_STEMS) / len(OOD_STEMS), 2)
+    entry["speed_x_realtime"] = _speed(name)
     path = PRETRAINED / entry["file"]
     ckpt = read_checkpoint(path)
     ckpt["meta"]["validation"] = {
-        "split": "musdb18-7 valid (14 tracks)", "streamed_block": 512, "sdr_median": entry["valid_sdr"],
+        "split": "musdb18-7 valid (14 tracks)", "streamed_block": 512, "sdr_median": entry.get("valid_sdr"),
         "gsdr_median": entry["valid_gsdr"], "gsdr_mean": entry["valid_gsdr_mean"],
         "headroom_closed": entry["headroom_closed"], "mixture_gsdr": floor, "oracle_irm_mag_gsdr": limit}
     atomic_torch_save(ckpt, path)
@@ -320,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     p_stream = sub.add_parser("stream-score")
     p_stream.add_argument("name")
     p_stream.add_argument("eval_dir", type=Path)
+    p_stream.add_argument("--ood", type=Path, help="evaluate's output on the held-out multitrack songs, streamed")
     p_bag = sub.add_parser("ensemble")
     p_bag.add_argument("name")
     p_bag.add_argument("--members", nargs="+", required=True, help="shipped names or checkpoint paths")
@@ -338,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "onnx":
         write_onnx(args.names or None)
     elif args.cmd == "stream-score":
-        stream_score(args.name, args.eval_dir)
+        stream_score(args.name, args.eval_dir, args.ood)
     elif args.cmd == "ensemble":
         ensemble(args.name, args.members, args.data, args.split, args.step, args.wiener_iterations, args.overrides)
     else:

@@ -72,7 +72,8 @@ def test_a_default_model_ships():
     assert reg["default"] in reg["models"], "registry.json names no shipped default model"
     folder = Path(pretrained.__file__).parent  # everything that ships: checkpoints, ONNX files, registry
     total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.suffix != ".py")
-    assert total < 60e6, f"stemsplit/pretrained holds {total / 1e6:.1f} MB"
+    # nine models, one of them the streaming model (6 MB); the ensemble stores its two members' weights again
+    assert total < 70e6, f"stemsplit/pretrained holds {total / 1e6:.1f} MB"
     for m in SHIPPED:
         assert {"architecture", "stems", "valid_sdr", "speed_x_realtime", "training_data", "licence"} <= set(m)
 

@@ -53,6 +53,7 @@ def _in_a_temporary_package(monkeypatch, tmp_path) -> dict:
     monkeypatch.setattr(package_models, "load_registry", lambda: reg)
     monkeypatch.setattr(package_models, "save_registry", lambda r: None)
     monkeypatch.setattr(package_models, "write_onnx", lambda names=None: None)
+    monkeypatch.setattr(package_models, "_speed", lambda name: 123.4)  # a 3-minute separation: not in a unit test
     return reg
 
 
@@ -89,8 +90,11 @@ def test_stream_score_records_the_streamed_scores_and_the_streaming_default(monk
             out.writerow([model, "mean", "gsdr", mean])
         for stem in STEMS:
             out.writerow(["estimates", stem, "SDR", 1.5])
-    package_models.stream_score("live", evals)
+    ood = _summary_csv(tmp_path / "ood", {"estimates": [4.0, 1.5, 4.0, 1.0]})
+    package_models.stream_score("live", evals, ood)
     entry = reg["models"]["live"]
+    assert entry["ood_gsdr_dbo"] == pytest.approx((1.5 + 4.0 + 1.0) / 3, abs=0.01)
+    assert entry["speed_x_realtime"] == 123.4
     assert entry["valid_gsdr"] == {"vocals": 4.0, "drums": 3.0, "bass": 2.0, "other": 1.0}
     assert entry["valid_gsdr_mean"] == 2.5
     assert entry["headroom_closed"] == pytest.approx((2.5 + 5) / 13, abs=1e-3)
