@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from stemsplit.checkpoint import LoadedModel
 from stemsplit.cli import app
-from stemsplit.config import config_to_dict, load_config
+from stemsplit.config import config_from_dict, config_to_dict, load_config
+from stemsplit.errors import StemsplitError
 from stemsplit.models import build_model, names
 from stemsplit.onnx_export import example_input, export_onnx
 from stemsplit.onnx_format import META_KEY
@@ -22,13 +23,13 @@ from stemsplit.pipelines.export import torch_output
 from stemsplit.separation.onnx_runner import load_onnx_runner
 
 TOL = 1e-4
-BAG = ["model.name=weighted_bag", "stft.n_fft=512", "stft.hop_length=128",
+BAG = ["model.name=ensemble", "stft.n_fft=512", "stft.hop_length=128",
        "model.members=[{name: lstm, hidden_size: 16, num_layers: 1, max_bin: 64}, "
        "{name: unet, base_channels: 2, depth: 3, max_bin: 128}]",
        "model.weights=[[0.3,0.5,0.9,0.2],[0.7,0.5,0.1,0.8]]"]
 # every registered family at a tiny size, and the variants whose separation step differs
 CASES = {name: (name, []) for name in TINY}
-CASES.update({"weighted_bag": (None, BAG),
+CASES.update({"ensemble": (None, BAG),
               "deep_clustering-mask_head": ("deep_clustering", ["model.separation=mask_head"]),
               "deep_clustering-clusters": ("deep_clustering", ["model.clusters=6", "model.kmeans_iterations=3"]),
               "nmf-numpy": ("nmf", ["model.backend=numpy"]),
@@ -36,8 +37,32 @@ CASES.update({"weighted_bag": (None, BAG),
 runner = CliRunner()
 
 
+# families whose STFT is complex-valued torch inside the network: export refuses them in one line
+HTDEMUCS = {"channels": 8, "depth": 2, "nfft": 512, "t_layers": 1, "t_heads": 2, "segment": 0.25}
+ROFORMER = {"dim": 16, "depth": 1, "dim_head": 8, "heads": 2, "stft_n_fft": 512, "stft_hop_length": 128,
+            "stft_win_length": 512, "num_stems": 4, "stereo": True}
+NO_ONNX = {
+    "htdemucs": {"name": "htdemucs", **HTDEMUCS},
+    "htdemucs_bag": {"name": "htdemucs_bag", "members": [{"name": "htdemucs", **HTDEMUCS}] * 2},
+    "bs_roformer": {"name": "bs_roformer", **ROFORMER, "freqs_per_bands": [8, 8, 16, 32, 64, 129]},
+    "mel_band_roformer": {"name": "mel_band_roformer", **ROFORMER, "num_bands": 8},
+}
+
+
 def test_every_registered_family_has_a_case():
-    assert set(names()) <= {name.split("-")[0] for name in CASES}
+    assert set(names()) <= {name.split("-")[0] for name in CASES} | set(NO_ONNX)
+
+
+@pytest.mark.parametrize("family", sorted(NO_ONNX))
+def test_a_family_without_onnx_is_refused_in_one_line(family, tmp_path):
+    cfg = config_from_dict({"audio": {"sample_rate": 44100, "channels": 2}, "stft": {"n_fft": 512, "hop_length": 128},
+                            "stems": ["drums", "bass", "other", "vocals"], "model": NO_ONNX[family],
+                            "separate": {"segment_seconds": 0.25, "crossfade": "triangle"}})
+    loaded = LoadedModel(build_model(cfg).eval(), cfg, {"name": family, "licence": "test"})
+    with pytest.raises(StemsplitError, match="no ONNX export.*--runtime torch") as info:
+        export_onnx(loaded, tmp_path / "x.onnx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def _loaded(case: str, seed: int = 0) -> LoadedModel:
@@ -84,7 +109,7 @@ def _meta(path) -> dict:
 
 
 def test_graph_and_metadata(tmp_path):
-    loaded = _loaded("weighted_bag")
+    loaded = _loaded("ensemble")
     export_onnx(loaded, tmp_path / "bag.onnx")
     model = onnx.load(str(tmp_path / "bag.onnx"))
     assert model.opset_import[0].version == 17
@@ -104,7 +129,8 @@ def test_fp16_weights_halve_the_file_and_keep_the_masks(tmp_path):
     loaded = _loaded("lstm")
     full = export_onnx(loaded, tmp_path / "a.onnx")
     half = export_onnx(loaded, tmp_path / "b.onnx", fp16_weights=True)
-    assert half.weights_dtype == "float16" and half.size_bytes < 0.65 * full.size_bytes  # a tiny graph: the weights are most of it
+    # a tiny graph: the weights are most of it
+    assert half.weights_dtype == "float16" and half.size_bytes < 0.65 * full.size_bytes
     x = example_input(loaded, frames=30).numpy()
     a = load_onnx_runner(tmp_path / "a.onnx", threads=1)._run(x)
     b = load_onnx_runner(tmp_path / "b.onnx", threads=1)._run(x)

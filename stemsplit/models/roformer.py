@@ -36,7 +36,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from stemsplit.errors import ConfigError
+from stemsplit.errors import ConfigError, ModelError
 from stemsplit.models.base import SeparationModel
 from stemsplit.models.registry import register
 from stemsplit.models.roformer_layers import (
@@ -212,6 +212,10 @@ class _Roformer(SeparationModel):
         out = torch.istft(stems, p.stft_n_fft, p.stft_hop_length, p.stft_win_length, window=self.window,
                           normalized=p.stft_normalized, center=True, length=length)
         return out.reshape(b, -1, c, length)
+
+    def export_module(self) -> nn.Module:
+        raise ModelError(f"{type(self).__name__} has no ONNX export: its STFT and inverse STFT are complex-valued "
+                         "torch operations; run it on torch (--runtime torch)")
 
 
 @register("bs_roformer")
