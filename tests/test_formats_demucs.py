@@ -4,9 +4,7 @@ separate through stemsplit's engine to the reference's stems, and hostile files 
 without anything in them running or being imported."""
 from __future__ import annotations
 
-import builtins
 import json
-import os
 import random
 import sys
 from fractions import Fraction
@@ -21,6 +19,7 @@ from demucs.hf import load_safetensors_model
 from demucs.htdemucs import HTDemucs as Reference
 from demucs.pretrained import get_model
 from demucs.states import get_state, save_with_checksum
+from hostile_pickle import Payload, python, touch
 from safetensors.torch import save_file
 
 from stemsplit.errors import CheckpointError
@@ -216,18 +215,10 @@ def test_a_bag_of_one_is_the_network_itself(repo):
 # --- refusals: nothing in a file runs or is imported ------------------------------------------------------
 
 
-class _Payload:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
 @pytest.mark.parametrize("make", [
-    lambda marker: _Payload(os.system, f"touch {marker}"),
-    lambda marker: _Payload(builtins.exec, f"open({str(marker)!r}, 'w').close()"),
-    lambda marker: _Payload(Reference, SOURCES),  # the publisher's class, called: the stand-in never is
+    touch,
+    lambda marker: python(f"open({str(marker)!r}, 'w').close()"),
+    lambda marker: Payload(Reference, SOURCES),  # the publisher's class, called: the stand-in never is
 ])
 def test_a_hostile_th_is_refused_and_its_payload_never_runs(tmp_path, make):
     marker = tmp_path / "payload-ran"

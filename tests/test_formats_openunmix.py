@@ -17,6 +17,7 @@ import pytest
 import torch
 from cli_proc import TIMEOUT, child_env
 from conftest import tone_mix
+from hostile_pickle import touch
 from openunmix import utils as umx_utils
 from openunmix.model import OpenUnmix as Reference
 
@@ -253,20 +254,10 @@ def test_looks_like_knows_a_model_folder_from_other_paths(folder, nets, tmp_path
     assert roles[0] == "separator" and [r for r in roles if "." not in r and r != "separator"] == STEMS
 
 
-class _Hostile:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_hostile_target_file_is_refused_on_both_paths_and_never_runs(nets, tmp_path):
     model = save_folder(tmp_path / "evil", nets)
     marker = tmp_path / "pwned"
-    torch.save({**nets["vocals"].state_dict(), "hook": _Hostile(marker)}, model / "vocals.pth")
+    torch.save({**nets["vocals"].state_dict(), "hook": touch(marker)}, model / "vocals.pth")
     for action in (lambda: fmt.load(fmt.files_from_path(model)),
                    lambda: fmt.build_onnx(fmt.files_from_path(model), tmp_path / "x.onnx")):
         with pytest.raises(CheckpointError, match="refused: it asks to load posix.system"):

@@ -2,12 +2,11 @@
 the reference package's weights, the YAML dialect, the refusals, and finding the pair on disk."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from hostile_pickle import python, touch
 from test_models_roformer import TINY, TINY_BANDS, TINY_MEL, msst_state, reference_bs, reference_mel, sdr
 
 from stemsplit.errors import CheckpointError
@@ -213,31 +212,13 @@ def test_a_yaml_that_would_run_code_is_refused_and_never_runs(tmp_path):
 # --- the weights file ------------------------------------------------------------------------
 
 
-class _System:
-    """Pickles as a call of os.system: loading it with pickle would run the shell command."""
-
-    def __init__(self, command: str):
-        self.command = command
-
-    def __reduce__(self):
-        return os.system, (self.command,)
-
-
-class _Exec:
-    def __init__(self, code: str):
-        self.code = code
-
-    def __reduce__(self):
-        return exec, (self.code,)
-
-
 @pytest.mark.parametrize("payload", ["system", "exec"])
 def test_a_hostile_pickle_is_refused_and_its_payload_never_runs(tmp_path, payload):
     torch.manual_seed(11)
     ref = reference_bs(**dict(TINY, freqs_per_bands=TINY_BANDS))
     marker = tmp_path / "pwned"
     state = msst_state(ref.state_dict())
-    evil = _System(f"touch {marker}") if payload == "system" else _Exec(f"open({str(marker)!r}, 'w').close()")
+    evil = touch(marker) if payload == "system" else python(f"open({str(marker)!r}, 'w').close()")
     ckpt, _ = write_model(tmp_path, {"state_dict": state, "extra": evil}, dict(TINY, freqs_per_bands=TINY_BANDS))
     with pytest.raises(CheckpointError, match="refused: its pickle asks for '(posix.system|exec)'") as info:
         fmt.load(fmt.files_from_path(ckpt))
@@ -382,7 +363,7 @@ def test_the_cli_refuses_a_bad_model_in_one_line_with_exit_2(user_model, tmp_pat
     marker = tmp_path / "pwned"
     if problem == "hostile pickle":
         state = torch.load(folder / "model.ckpt", weights_only=True)
-        torch.save({"state_dict": state, "hook": _System(f"touch {marker}")}, folder / "model.ckpt")
+        torch.save({"state_dict": state, "hook": touch(marker)}, folder / "model.ckpt")
     else:
         text = (folder / "model.yaml").read_text().replace("model:\n", "model:\n  num_residual_streams: 4\n", 1)
         (folder / "model.yaml").write_text(text)

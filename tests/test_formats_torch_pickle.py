@@ -3,13 +3,13 @@ in both layouts, and a file that asks for anything beyond a state dict is refuse
 it runs."""
 from __future__ import annotations
 
-import builtins
 import os
 import zipfile
 
 import numpy as np
 import pytest
 import torch
+from hostile_pickle import Payload, python, touch
 
 from stemsplit.errors import CheckpointError
 from stemsplit.formats.torch_pickle import read_state_dict, read_torch_file
@@ -89,30 +89,12 @@ def test_shapes_alone_are_read_from_the_pickle_without_the_data(layout, tmp_path
 # --- hostile and damaged files ----------------------------------------------------------------
 
 
-class _System:
-    """Unpickles to os.system(command): what a malicious weights file does."""
-
-    def __init__(self, command: str):
-        self.command = command
-
-    def __reduce__(self):
-        return os.system, (self.command,)
-
-
-class _Exec:
-    def __init__(self, code: str):
-        self.code = code
-
-    def __reduce__(self):
-        return builtins.exec, (self.code,)
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("payload", ["system", "exec"])
 def test_a_hostile_pickle_is_refused_and_its_payload_never_runs(layout, payload, tmp_path):
     marker = tmp_path / "pwned"
-    evil = (_System(f"touch {marker}") if payload == "system"
-            else _Exec(f"open({str(marker)!r}, 'w').write('x')"))
+    evil = (touch(marker) if payload == "system"
+            else python(f"open({str(marker)!r}, 'w').write('x')"))
     path = tmp_path / "evil.pth"
     torch.save({"fc1.weight": torch.zeros(2, 2), "hook": evil}, path, _use_new_zipfile_serialization=LAYOUTS[layout])
     for shapes_only in (False, True):
@@ -124,7 +106,7 @@ def test_a_hostile_pickle_is_refused_and_its_payload_never_runs(layout, payload,
 
 
 def test_a_stand_in_passed_by_the_caller_is_allowed(tmp_path):
-    torch.save({"w": torch.ones(1), "n": _System("true")}, tmp_path / "a.pth")
+    torch.save({"w": torch.ones(1), "n": Payload(os.system, "true")}, tmp_path / "a.pth")
     stand_in = {(os.system.__module__, "system"): lambda cmd: ("ran?", cmd)}
     got = read_torch_file(tmp_path / "a.pth", extra_globals=stand_in)
     assert got["n"] == ("ran?", "true")  # the stand-in was called, never os.system
