@@ -23,7 +23,7 @@ from rich.progress import (
 from stemsplit.cli.common import app, console, is_tty, one_line, user_errors
 
 models_app = typer.Typer(name="models", no_args_is_help=True, add_completion=False,
-                         help="Public pretrained models (umxhq, umxl, htdemucs, ...): fetch them ahead of time.")
+                         help="Public pretrained models (separate --list-models): fetch them ahead of time.")
 app.add_typer(models_app, name="models")
 
 
@@ -86,7 +86,7 @@ class PullProgress:
 
 @models_app.command()
 def pull(
-    names: list[str] = typer.Argument(..., help="Catalogue names, e.g. htdemucs umxhq."),
+    names: list[str] = typer.Argument(..., help="Catalogue names, as separate --list-models lists them."),
     to: Path | None = typer.Option(None, "--to", help="Pull into this folder (then copy it and set "
                                    "STEMSPLIT_CACHE to it); default: the cache folder ($STEMSPLIT_CACHE, else "
                                    "$XDG_CACHE_HOME/stemsplit, else ~/.cache/stemsplit)."),
