@@ -201,3 +201,20 @@ def test_an_onnx_model_streams_without_torch(files, tmp_path):
     assert code == 0, out[-2000:]
     assert loaded == []
     assert all(a.shape == (2, 3 * SR) for a in stems_in(tmp_path / "out").values())
+
+
+def test_with_no_model_the_shipped_streaming_model_streams_without_torch(files, tmp_path):
+    """The shipped default (registry stream_default): its ONNX streaming step, 46.4 ms declared."""
+    stats = tmp_path / "stats.json"
+    code, loaded, out = lean_stemsplit(tmp_path, "stream", files["song"], "-o", tmp_path / "out", "--stats-json",
+                                       stats, block=("torch", "torchaudio", "onnx"))
+    assert code == 0, out[-2000:]
+    assert loaded == []
+    report = json.loads(stats.read_text())
+    assert report["model"] == "crnn_stream" and report["runtime"] == "onnx"
+    assert report["latency_samples"] == 2047 and report["latency_ms"] == pytest.approx(46.4, abs=0.05)
+    got = stems_in(tmp_path / "out")
+    assert all(a.shape == (2, 3 * SR) and np.abs(a).max() > 1e-3 for a in got.values())
+    mix = sf.read(files["song"], dtype="float32", always_2d=True)[0].T
+    # a mask model's stems add up to about the mixture (no mixture-consistency projection: not exactly)
+    assert snr_db(mix, sum(got.values())) > 10
