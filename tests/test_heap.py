@@ -1,4 +1,4 @@
-"""stemsplit.heap: one table of glibc heap settings per command, applied once by the CLI's main.
+"""stemsplit.heap: one table of glibc heap settings per command and runtime, applied by the CLI only.
 
 The settings are process-wide, so each case runs in a child process and reads glibc's own
 account (mallinfo2) of where an 8 MB allocation came from: its own mapping or the heap.
@@ -20,7 +20,7 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 # Runs `stemsplit <argv>`'s main with the Typer app replaced by nothing, then allocates 8 MB
 # and frees it: mapped (bytes in hblkhd), or from the heap and kept there after the free (arena).
 CHILD = r'''
-import ctypes, json, sys
+import ctypes, json, os, sys
 
 import stemsplit.cli as cli
 
@@ -35,6 +35,9 @@ libc.free.argtypes = [ctypes.c_void_p]
 cli.app = lambda: None
 sys.argv = ["stemsplit", *sys.argv[1:]]
 cli.main()
+if "HEAP_TEST_RUNTIME" in os.environ:  # separate's model resolved on this runtime, as run_separate reports it
+    from stemsplit.cli.separate import RichUI
+    RichUI(False).model_ready("model", os.environ["HEAP_TEST_RUNTIME"])
 before = libc.mallinfo2()
 block = libc.malloc(8 << 20)
 during = libc.mallinfo2()
@@ -51,8 +54,10 @@ def _allocation(*argv: str, env: dict | None = None) -> dict:
 
 
 def test_one_table_decides_each_commands_policy():
-    assert POLICIES == {"separate": MAP_LARGE_ARRAYS} and DEFAULT_POLICY == KEEP_PAGES
+    assert POLICIES == {("separate", None): MAP_LARGE_ARRAYS, ("separate", "onnx"): MAP_LARGE_ARRAYS,
+                        ("separate", "torch"): KEEP_PAGES} and DEFAULT_POLICY == KEEP_PAGES
     assert policy_for("separate").mmap_threshold == 4 << 20 and policy_for("separate").trim_threshold == 1 << 30
+    assert policy_for("separate", "onnx") == MAP_LARGE_ARRAYS and policy_for("separate", "torch") == KEEP_PAGES
     for command in ("train", "evaluate", "prepare", "export", "ensemble", None, "no-such-command"):
         assert policy_for(command) == KEEP_PAGES
     assert KEEP_PAGES.mmap_threshold == KEEP_PAGES.trim_threshold == 1 << 30
@@ -74,6 +79,16 @@ def test_separate_maps_large_arrays_and_the_other_commands_keep_them_on_the_heap
 
 
 @pytest.mark.skipif(not GLIBC, reason="the heap settings are glibc's; elsewhere they are a no-op")
+def test_separate_on_torch_keeps_large_arrays_on_the_heap_once_the_model_is_resolved():
+    import os
+
+    torch = _allocation("separate", "--help", env={**os.environ, "HEAP_TEST_RUNTIME": "torch"})
+    assert torch["mapped"] == 0 and torch["kept"] >= 7 << 20, torch
+    onnx = _allocation("separate", "--help", env={**os.environ, "HEAP_TEST_RUNTIME": "onnx"})
+    assert onnx["mapped"] >= 8 << 20 and onnx["kept"] < 1 << 20, onnx
+
+
+@pytest.mark.skipif(not GLIBC, reason="the heap settings are glibc's; elsewhere they are a no-op")
 def test_a_users_malloc_variables_win():
     import os
 
@@ -83,10 +98,11 @@ def test_a_users_malloc_variables_win():
 
 
 def test_the_python_api_leaves_the_allocator_alone():
-    """Only the CLI's main applies a policy: the library modules never call it."""
+    """Only the CLI applies a policy (its main, and separate's UI once the runtime is known): the
+    library modules never call it."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "stemsplit"
     callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                      if "apply_heap_policy(" in p.read_text() and p.name != "heap.py")
-    assert callers == ["cli/__init__.py"]
+    assert callers == ["cli/__init__.py", "cli/separate.py"]

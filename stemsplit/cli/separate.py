@@ -22,6 +22,7 @@ from stemsplit.cli.common import (
     user_errors,
 )
 from stemsplit.cli.flags import check_choice, check_number
+from stemsplit.heap import apply_heap_policy
 from stemsplit.settings import check_runtime
 
 
@@ -59,6 +60,10 @@ class RichUI(ProgressUI):
 
     def message(self, text: str) -> None:
         console.print(f"note: {text}", soft_wrap=True, highlight=False, markup=False)
+
+    def model_ready(self, name: str, runtime: str) -> None:
+        """The heap policy of separate on this runtime (process-wide: the CLI owns its process)."""
+        apply_heap_policy("separate", runtime)
 
     def download(self, event) -> None:
         """A public model's first use: its download, as `stemsplit models pull` shows it."""

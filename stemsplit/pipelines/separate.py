@@ -71,6 +71,7 @@ class SeparateUI(Protocol):
     def file_finished(self, path: Path, ok: bool, message: str) -> None: ...
     def message(self, text: str) -> None: ...
     def download(self, event) -> None: ...  # a public model's first download (stemsplit.hub.fetch.FetchEvent)
+    def model_ready(self, name: str, runtime: str) -> None: ...  # resolved and loaded, before any file
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -143,6 +144,7 @@ def run_separate(req: SeparateRequest, ui: SeparateUI) -> BatchSummary:
     subtype = _validate(req)
     separator = Separator.from_settings(req.model, req.engine, req.runtime, req.jobs, events=ui.download)
     stems = separator.check_stems(req.stems)
+    ui.model_ready(separator.model_name, separator.runtime)
     prepare_output_folder(req.out_dir)
     model_name = separator.model_name
     names = output_names(separator.stems, stems, req.residual)
