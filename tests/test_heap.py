@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from stemsplit.cli import subcommand
-from stemsplit.heap import DEFAULT_POLICY, KEEP_PAGES, MAP_LARGE_ARRAYS, POLICIES, policy_for
+from stemsplit.heap import DEFAULT_POLICY, KEEP_PAGES, KEEP_PAGES_ONE_ARENA, MAP_LARGE_ARRAYS, POLICIES, policy_for
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -55,9 +55,11 @@ def _allocation(*argv: str, env: dict | None = None) -> dict:
 
 def test_one_table_decides_each_commands_policy():
     assert POLICIES == {("separate", None): MAP_LARGE_ARRAYS, ("separate", "onnx"): MAP_LARGE_ARRAYS,
-                        ("separate", "torch"): KEEP_PAGES} and DEFAULT_POLICY == KEEP_PAGES
+                        ("separate", "torch"): KEEP_PAGES_ONE_ARENA} and DEFAULT_POLICY == KEEP_PAGES
     assert policy_for("separate").mmap_threshold == 4 << 20 and policy_for("separate").trim_threshold == 1 << 30
-    assert policy_for("separate", "onnx") == MAP_LARGE_ARRAYS and policy_for("separate", "torch") == KEEP_PAGES
+    assert policy_for("separate", "onnx") == MAP_LARGE_ARRAYS
+    assert policy_for("separate", "torch") == KEEP_PAGES_ONE_ARENA
+    assert KEEP_PAGES_ONE_ARENA.arena_max == 1 and KEEP_PAGES.arena_max is None
     for command in ("train", "evaluate", "prepare", "export", "ensemble", None, "no-such-command"):
         assert policy_for(command) == KEEP_PAGES
     assert KEEP_PAGES.mmap_threshold == KEEP_PAGES.trim_threshold == 1 << 30
