@@ -23,7 +23,7 @@ runtime's row again once the model is resolved (before any audio is read).
 
 These are process-wide settings, so only the command line (which owns its process) applies
 them; the Python API leaves its caller's allocator alone. A user who sets glibc's own
-``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` keeps them: stemsplit then changes
+``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` keeps them: stemsplit then changes
 nothing. Off glibc (macOS, Windows, musl) this is a no-op.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-_USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX")
 
 
 @dataclass(frozen=True)
