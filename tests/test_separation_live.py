@@ -183,7 +183,10 @@ def test_a_file_plays_live_with_the_files_of_a_stream(loaded, tmp_path, monkeypa
     stats = stream_live(StreamRequest(input=str(song), out_dir=tmp_path / "live", block=BLOCK, bits=32, play="bass"),
                         card).as_dict()
     pipeline.stream_to_files(StreamRequest(input=str(song), out_dir=tmp_path / "files", block=BLOCK, bits=32))
-    assert len(card.played) == stats["blocks"] == -(-44100 // BLOCK)
+    assert stats["blocks"] == -(-44100 // BLOCK)
+    # the fake card calls back as fast as it can, not in real time: where the file reader falls behind
+    # it, the block plays silence and counts as a miss (a real card's pace leaves the reader time)
+    assert stats["blocks"] <= len(card.played) <= stats["blocks"] + stats["deadline_misses"]
     for stem in ("vocals", "bass"):
         live, _ = sf.read(tmp_path / "live" / f"{stem}.wav", dtype="float32")
         files, _ = sf.read(tmp_path / "files" / f"{stem}.wav", dtype="float32")
