@@ -1,4 +1,4 @@
-"""Demucs 4's model files -> stemsplit's ``htdemucs`` family (one network) or ``htdemucs_bag`` (several).
+"""Demucs 4's model files -> stemsplit's Demucs families: one network, or a bag of several.
 
 The publisher ships a named model as a *bag*: a YAML file (``models``: signatures, optional
 ``weights`` (models, sources) and ``segment``) and one file per signature, in two forms:
@@ -28,9 +28,9 @@ from stemsplit.errors import CheckpointError, MissingExtraError
 from stemsplit.formats import ModelFiles
 from stemsplit.formats.demucs_files import SIGNED, read_safetensors_model, read_th_model, verify_signed_name
 from stemsplit.formats.safetensors import read_header
+from stemsplit.models.publishers import family_for_format
 
 FORMAT = "demucs"
-NETWORK, BAG = "htdemucs", "htdemucs_bag"  # the families these files become (stemsplit/models/)
 LICENCE = "MIT"
 BAG_ROLE = "bag"
 # the demucs CLI's apply_model settings; segment_seconds comes from the model files
@@ -48,7 +48,7 @@ _NOT_AT_INFERENCE = {"end_iters", "wiener_residual", "multi_freqs_depth", "emb_s
 
 
 def network_section(args: list, kwargs: dict, where: Path) -> tuple[dict, list[str], int, int]:
-    """(model section for ``htdemucs``, sources, audio channels, sample rate) from the constructor's arguments."""
+    """(model section of one network, sources, audio channels, sample rate) from the constructor's arguments."""
     from stemsplit.models import model_class
 
     kwargs = dict(kwargs)
@@ -60,7 +60,7 @@ def network_section(args: list, kwargs: dict, where: Path) -> tuple[dict, list[s
     if not isinstance(sources, (list, tuple)) or not sources or not all(isinstance(s, str) for s in sources):
         raise CheckpointError(f"{where}: its constructor arguments name no sources")
     channels = kwargs.pop("audio_channels", 2)
-    fields = set(model_class(NETWORK).params_class.__dataclass_fields__)
+    fields = set(model_class(family_for_format(FORMAT, "network")).params_class.__dataclass_fields__)
     unknown = sorted(set(kwargs) - fields - _NOT_AT_INFERENCE)
     if unknown:
         raise CheckpointError(f"{where}: constructor argument {unknown[0]!r} is not one stemsplit knows for "
@@ -72,7 +72,7 @@ def network_section(args: list, kwargs: dict, where: Path) -> tuple[dict, list[s
         if isinstance(value, Fraction):
             params[key] = float(value)
     rate = int(params.setdefault("samplerate", 44100))
-    return {"name": NETWORK, **params}, list(sources), int(channels), rate
+    return {"name": family_for_format(FORMAT, "network"), **params}, list(sources), int(channels), rate
 
 
 # --- finding the files ----------------------------------------------------------------------------
@@ -201,7 +201,8 @@ def load(files: ModelFiles, *, torch_needed: bool = True):
             s["segment"] = min(float(bag["segment"]), float(s.get("segment", 10.0)))
     weights = bag.get("weights") or []
     single = len(sections) == 1 and all(w > 0 for row in weights for w in row)
-    model_section = sections[0] if single else {"name": BAG, "members": sections, "weights": weights}
+    bag_section = {"name": family_for_format(FORMAT, "bag"), "members": sections, "weights": weights}
+    model_section = sections[0] if single else bag_section
     segment = min(float(s.get("segment", 10.0)) for s in sections)
     raw = {"audio": {"sample_rate": rate, "channels": channels}, "stems": sources, "model": model_section,
            "stft": {"n_fft": sections[0].get("nfft", 4096), "hop_length": sections[0].get("nfft", 4096) // 4},

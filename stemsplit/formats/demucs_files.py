@@ -74,7 +74,7 @@ def _check_klass(klass: str, where: Path) -> None:
         return
     if klass in OLDER:
         raise CheckpointError(f"{where} holds {OLDER[klass]}, which stemsplit does not run; "
-                              "use htdemucs, htdemucs_ft or htdemucs_6s")
+                              "use a Demucs v4 model of the catalogue (stemsplit separate --list-models)")
     raise CheckpointError(f"{where}: model class {klass[:80]!r} is not a Demucs model stemsplit runs "
                           f"(only {', '.join(sorted(KLASSES))}); nothing from it was loaded")
 

@@ -1,4 +1,4 @@
-"""Open-Unmix's model files -> stemsplit's ``open_unmix`` family (torch), or an ONNX graph (no torch).
+"""Open-Unmix's model files -> stemsplit's Open-Unmix family (torch), or an ONNX graph (no torch).
 
 What open-unmix writes (``scripts/train.py`` of open-unmix 1.1-1.3) is a folder::
 
@@ -35,9 +35,9 @@ from stemsplit.config import Config, ConfigError, config_from_dict
 from stemsplit.errors import CheckpointError
 from stemsplit.formats import ModelFiles
 from stemsplit.formats.torch_pickle import read_state_dict
+from stemsplit.models.publishers import family_for_format
 
 FORMAT = "openunmix"
-FAMILY = "open_unmix"  # the model family these files become (stemsplit/models/open_unmix.py)
 STANDARD_STEMS = ("vocals", "drums", "bass", "other")
 SEPARATOR = "separator"
 CONVERTER_VERSION = 1  # of build_onnx's graph: a new version makes cached conversions stale
@@ -216,8 +216,8 @@ def describe(files: ModelFiles) -> tuple[Config, dict]:
     separate = separate_settings(claims["sample_rate"], claims["n_hop"], claims["niter"], claims["wiener_win_len"])
     raw = {"audio": {"sample_rate": claims["sample_rate"], "channels": found["nb_channels"]},
            "stft": {"n_fft": found["n_fft"], "hop_length": claims["n_hop"]},
-           "model": {"name": FAMILY, **{k: found[k] for k in ("hidden_size", "num_layers", "max_bin",
-                                                               "unidirectional")}},
+           "model": {"name": family_for_format(FORMAT, "network"),
+                     **{k: found[k] for k in ("hidden_size", "num_layers", "max_bin", "unidirectional")}},
            "stems": stems, "separate": {**separate, **files.options.get("separate", {})}}
     try:
         config = config_from_dict(raw, model_params=False)

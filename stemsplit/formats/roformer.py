@@ -10,8 +10,8 @@ were trained with the Music-Source-Separation-Training framework (MSST). Each co
   (num_overlap, batch_size).
 
 ``model.freqs_per_bands`` makes it a BS-RoFormer, ``model.num_bands`` a Mel-Band RoFormer
-(stemsplit's ``bs_roformer`` and ``mel_band_roformer`` families, whose state-dict names are
-MSST's). A model with a ``target_instrument`` separates that one stem (stems: [target]; the
+(the two families ``stemsplit.models.publishers`` maps those keys to, whose state-dict names
+are MSST's). A model with a ``target_instrument`` separates that one stem (stems: [target]; the
 residual is the engine's ``--residual``); otherwise its stems are ``training.instruments``.
 The published inference settings become the config's ``separate`` section: segments of
 ``chunk_size`` samples, overlapping by ``chunk_size - chunk_size // num_overlap``, cut and
@@ -40,6 +40,7 @@ import yaml
 
 from stemsplit.errors import CheckpointError, ConfigError
 from stemsplit.formats import ModelFiles
+from stemsplit.models.publishers import family_for_format
 
 FORMAT = "roformer"
 CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
@@ -53,7 +54,7 @@ IGNORED_KEYS = frozenset({
 })
 # keys accepted only at the value that means "this layer is absent"
 ABSENT_AT = {"linear_transformer_depth": 0, "use_pope": False}
-FAMILIES = {"freqs_per_bands": "bs_roformer", "num_bands": "mel_band_roformer"}
+BAND_KEYS = ("freqs_per_bands", "num_bands")  # the band layout key picks the family (models.publishers)
 
 
 class _MsstYamlLoader(yaml.SafeLoader):
@@ -78,7 +79,7 @@ def _model_section(path: Path) -> dict | None:
 
 def _is_roformer_yaml(path: Path) -> bool:
     model = _model_section(path)
-    return model is not None and "dim" in model and "depth" in model and any(k in model for k in FAMILIES)
+    return model is not None and "dim" in model and "depth" in model and any(k in model for k in BAND_KEYS)
 
 
 def _pair(path: Path) -> tuple[Path, Path] | None:
@@ -151,7 +152,7 @@ def network_params(model: dict, where: Path) -> tuple[str, dict, list[str]]:
     """MSST's ``model:`` section -> (family, its params, the keys ignored); refuses unknown keys."""
     from stemsplit.models import model_class
 
-    families = [family for key, family in FAMILIES.items() if key in model]
+    families = [family_for_format(FORMAT, key) for key in BAND_KEYS if key in model]
     if len(families) != 1:
         raise CheckpointError(f"{where}: the model section must name either freqs_per_bands (BS-RoFormer) or "
                               "num_bands (Mel-Band RoFormer); it names " + ("both" if families else "neither"))
