@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from typer.testing import CliRunner
 
 from stemsplit.cli import app
 from stemsplit.config import ConfigError, load_config
-from stemsplit.models import SeparationModel, build_model, ensemble_family, model_class, names, register, unregister
+from stemsplit.models import SeparationModel, build_model, model_class, names, register, unregister
 from stemsplit.models.base import INPUT_KINDS, OUTPUT_KINDS, TARGETS
 from stemsplit.resolver import load_torch
 from stemsplit.separation.torch_runner import torch_engine
@@ -162,15 +163,15 @@ def test_shipped_models_give_the_stems_they_gave_before_the_contract(name):
 
 
 def test_no_architecture_name_outside_the_models_folder():
-    # the ensemble family's name is the word for the concept (the `stemsplit ensemble` command,
-    # pipelines/ensemble.py); code reaches that family through ensemble_family(), never by name
-    families = [n for n in names() if n != ensemble_family().name]
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, families)) + r")\b")
+    families = names()
+    # a family's name as a word, not as part of a dotted class path or a file path (a publisher's
+    # "demucs.htdemucs.HTDemucs", "stemsplit/models/open_unmix.py")
+    pattern = re.compile(r"(?<![\w./])(" + "|".join(map(re.escape, families)) + r")(?![\w./])")
     tracked = subprocess.run(["git", "ls-files", "stemsplit", "scripts", "Makefile", "pyproject.toml"],
                              cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    # format adapters name the family a publisher's files map onto (to build its config): that is their job;
-    # the shipped registry and the public catalogue are data whose model names a family may share
-    allowed = ("stemsplit/models/", "stemsplit/pretrained/", "stemsplit/formats/", "stemsplit/hub/catalogue.json")
+    # format adapters ask stemsplit.models.publishers which family runs a publisher's files; the shipped
+    # registry and the public catalogue are data whose model names a family may share
+    allowed = ("stemsplit/models/", "stemsplit/pretrained/", "stemsplit/hub/catalogue.json")
     hits = []
     for rel in tracked:
         path = REPO / rel
@@ -180,3 +181,17 @@ def test_no_architecture_name_outside_the_models_folder():
             if pattern.search(line):
                 hits.append(f"{rel}:{i}: {line.strip()}")
     assert not hits, "architecture names outside stemsplit/models/:\n" + "\n".join(hits)
+
+
+def test_each_publisher_format_maps_to_a_registered_family_without_torch():
+    """stemsplit/formats/ asks models.publishers for a family: each answer is registered, and
+    the lookup works on an install without torch (Open-Unmix's ONNX path)."""
+    from stemsplit.models.publishers import FAMILIES, family_for_format
+
+    assert set(FAMILIES.values()) <= set(names())
+    assert {fmt for fmt, _ in FAMILIES} == {"openunmix", "demucs", "roformer"}
+    with pytest.raises(ConfigError, match="no model family runs demucs files"):
+        family_for_format("demucs", "nope")
+    code = "import sys, stemsplit.models.publishers, stemsplit.formats.openunmix; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -55,13 +55,13 @@ def test_the_bag_separates_like_the_weighted_average_of_its_members(members, tmp
 
 def test_weights_and_members_are_checked():
     with pytest.raises(ConfigError, match="must be >= 0 and sum to 1"):
-        load_config(None, ["model.name=ensemble", "model.members=[{name: lstm}, {name: lstm}]",
+        load_config(None, ["model.name=mask_ensemble", "model.members=[{name: lstm}, {name: lstm}]",
                            "model.weights=[[1,1,1,1],[1,1,1,1]]"])
     with pytest.raises(ConfigError, match="needs 2 rows"):
-        load_config(None, ["model.name=ensemble", "model.members=[{name: lstm}, {name: lstm}]",
+        load_config(None, ["model.name=mask_ensemble", "model.members=[{name: lstm}, {name: lstm}]",
                            "model.weights=[[1,1,1,1]]"])
     with pytest.raises(ConfigError, match="model.members\\[0\\].name: unknown model"):
-        load_config(None, ["model.name=ensemble", "model.members=[{name: nope}]", "model.weights=[[1,1,1,1]]"])
+        load_config(None, ["model.name=mask_ensemble", "model.members=[{name: nope}]", "model.weights=[[1,1,1,1]]"])
 
 
 def test_members_must_share_the_stft(members, tmp_path):

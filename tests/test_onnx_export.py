@@ -23,13 +23,13 @@ from stemsplit.pipelines.export import torch_output
 from stemsplit.separation.onnx_runner import load_onnx_runner
 
 TOL = 1e-4
-BAG = ["model.name=ensemble", "stft.n_fft=512", "stft.hop_length=128",
+BAG = ["model.name=mask_ensemble", "stft.n_fft=512", "stft.hop_length=128",
        "model.members=[{name: lstm, hidden_size: 16, num_layers: 1, max_bin: 64}, "
        "{name: unet, base_channels: 2, depth: 3, max_bin: 128}]",
        "model.weights=[[0.3,0.5,0.9,0.2],[0.7,0.5,0.1,0.8]]"]
 # every registered family at a tiny size, and the variants whose separation step differs
 CASES = {name: (name, []) for name in TINY}
-CASES.update({"ensemble": (None, BAG),
+CASES.update({"mask_ensemble": (None, BAG),
               "deep_clustering-mask_head": ("deep_clustering", ["model.separation=mask_head"]),
               "deep_clustering-clusters": ("deep_clustering", ["model.clusters=6", "model.kmeans_iterations=3"]),
               "nmf-numpy": ("nmf", ["model.backend=numpy"]),
@@ -109,7 +109,7 @@ def _meta(path) -> dict:
 
 
 def test_graph_and_metadata(tmp_path):
-    loaded = _loaded("ensemble")
+    loaded = _loaded("mask_ensemble")
     export_onnx(loaded, tmp_path / "bag.onnx")
     model = onnx.load(str(tmp_path / "bag.onnx"))
     assert model.opset_import[0].version == 17

@@ -1,4 +1,4 @@
-"""``ensemble``: trained mask models with per-stem weights, run as one (Demucs' bag of models).
+"""``mask_ensemble``: trained mask models with per-stem weights, run as one (Demucs' bag of models).
 
 Every member sees the same magnitude spectrogram (the audio is read, resampled and transformed
 once) and the ensemble's mask for stem s is ``sum_i weights[i][s] * mask_i[s]``. With the
@@ -33,7 +33,7 @@ def _member_configs(params: EnsembleParams) -> list:
     return [model_config_from_dict(m, f"model.members[{i}]") for i, m in enumerate(params.members)]
 
 
-@register("ensemble")
+@register("mask_ensemble")
 class Ensemble(SeparationModel):
     """Magnitude (B, C, F, T) -> weighted member masks (B, S, C, F, T)."""
 
