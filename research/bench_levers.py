@@ -12,9 +12,9 @@ quantize  int8 weights for an exported model (ONNX Runtime's quantization tool):
           output channel unless --per-tensor; or --static with activation ranges calibrated on
           mixture excerpts of a prepared dataset's train split (QDQ; ONNX Runtime has no static
           int8 LSTM, so only the MatMuls). The result holds its weights inline.
-int8-lstm the same int8 LSTMs (dynamic, per output channel) in the shipped form: only the LSTM
-          weights inline, every other weight still shared with the checkpoint beside SRC (DST goes
-          in SRC's folder).
+int8-lstm the same int8 LSTMs (dynamic, per output channel) in the shipped form
+          (stemsplit/onnx_int8.py, `stemsplit export --int8`): only the LSTM weights inline,
+          every other weight still shared with the checkpoint beside SRC (DST goes in SRC's folder).
 network   CPU milliseconds (and wall) of the network alone per 10-s stereo segment, per thread count.
 quality   median global SDR per stem over a split's tracks and their mean, separated by the engine
           with that file on ONNX Runtime: what `stemsplit evaluate --metrics fast` reports.
@@ -111,80 +111,6 @@ def quantize(src: Path, dst: Path, ops: str = "lstm", per_channel: bool = True,
     return dst
 
 
-def _lstm_weights(src: Path) -> dict[str, np.ndarray]:
-    """The float32 values of every LSTM's W and R inputs (computed from the fp16 weights by the graph)."""
-    import shutil
-
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(src), load_external_data=False)
-    wanted = [name for node in model.graph.node if node.op_type == "LSTM" for name in node.input[1:3]]
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-                              for name in wanted)
-    with tempfile.TemporaryDirectory() as tmp:
-        shared = json.loads(next(p.value for p in model.metadata_props if p.key == META_KEY)).get("shared_weights")
-        if shared:  # the external data is found beside the model file
-            shutil.copy(src.parent / shared["file"], Path(tmp) / shared["file"])
-        onnx.save(model, str(Path(tmp) / "probe.onnx"))
-        session = ort.InferenceSession(str(Path(tmp) / "probe.onnx"), providers=["CPUExecutionProvider"])
-        inp = session.get_inputs()[0]
-        shape = [d if isinstance(d, int) else (1 if i == 0 else 8) for i, d in enumerate(inp.shape)]
-        values = session.run(wanted, {inp.name: np.ones(shape, np.float32)})
-    return dict(zip(wanted, values))
-
-
-def _per_channel_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(dirs, 4H, K) float32 -> (dirs, K, 4H) int8 and (dirs, 4H) scales: symmetric, one scale per output row."""
-    scale = np.maximum(np.abs(w).max(axis=-1), 1e-12) / 127.0
-    q = np.clip(np.round(w / scale[..., None]), -127, 127).astype(np.int8)
-    return np.ascontiguousarray(q.transpose(0, 2, 1)), scale.astype(np.float32)
-
-
-def int8_lstm(src: Path, dst: Path) -> Path:
-    """The shipping form: ``src`` with its LSTMs as ONNX Runtime's DynamicQuantizeLSTM, int8 weights per
-    output channel inline (~0.6 MB for the default model), every other weight still read from the
-    checkpoint beside it. ``dst`` goes in the same folder as ``src``."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    values = _lstm_weights(src)
-    model = onnx.load(str(src), load_external_data=False)
-    graph = model.graph
-    for node in graph.node:
-        if node.op_type != "LSTM":
-            continue
-        extra = []
-        for name in node.input[1:3]:
-            q, scale = _per_channel_int8(values[name])
-            base = f"{node.name}/{'W' if name == node.input[1] else 'R'}_int8"
-            graph.initializer.extend([numpy_helper.from_array(q, f"{base}"),
-                                      numpy_helper.from_array(scale, f"{base}_scale"),
-                                      numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{base}_zero_point")])
-            extra.append(base)
-        inputs = list(node.input) + [""] * (8 - len(node.input))
-        inputs[1:3] = extra
-        inputs += [f"{extra[0]}_scale", f"{extra[0]}_zero_point", f"{extra[1]}_scale", f"{extra[1]}_zero_point"]
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name != "layout"}
-        new = helper.make_node("DynamicQuantizeLSTM", inputs, list(node.output), node.name + "_int8",
-                               domain="com.microsoft", **attrs)
-        node.CopyFrom(new)
-    while True:  # drop what computed the float weights (their fp16 initializers included)
-        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    used = {i for n in graph.node for i in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    onnx.save(model, str(dst))
-    return dst
-
-
 def network(paths: list[Path], threads: list[int], runs: int) -> None:
     from stemsplit.separation.onnx_runner import load_onnx_runner
 
@@ -277,8 +203,10 @@ def main() -> int:
         out = quantize(args.src, args.dst, args.ops, not args.per_tensor, args.static)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     elif args.cmd == "int8-lstm":
-        out = int8_lstm(args.src, args.dst)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+        from stemsplit.onnx_int8 import quantize_lstms
+
+        quantize_lstms(args.src, args.dst)
+        print(f"wrote {args.dst} ({args.dst.stat().st_size / 1e6:.2f} MB)")
     elif args.cmd == "network":
         network(args.models, [int(t) for t in args.threads.split(",")], args.runs)
     elif args.cmd == "quality":

@@ -18,6 +18,7 @@ from stemsplit.onnx_export import EXAMPLE_FRAMES, Exported, ExportError, example
 from stemsplit.resolver import load_torch
 
 TOLERANCE = 1e-4  # largest |ONNX - torch| of a mask or output accepted (float32 summation order)
+INT8_MIN_DB = 40.0  # int8 LSTMs: each stem's output within this many dB of torch's (the runtimes' stem bar)
 
 
 @dataclass
@@ -25,6 +26,8 @@ class ExportReport:
     exported: Exported
     max_difference: float  # largest |ONNX Runtime - torch| over the check inputs
     name: str
+    int8_lstms: int = 0  # LSTMs given int8 weights (--int8)
+    int8_agreement_db: float | None = None  # then: the worst stem's agreement with torch, in dB
 
 
 def torch_output(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -50,9 +53,43 @@ def check_against_torch(loaded, path: Path,
     return worst
 
 
+def agreement_with_torch(loaded, path: Path, seconds: float = 30.0) -> float:
+    """The worst stem's agreement of ONNX Runtime's stems with torch's, in dB, on a generated song
+    (``seconds`` long, so that it spans segments): 10 log10 of the torch stem's energy over the
+    difference's, the measure of the runtimes' stem bar."""
+    from stemsplit.data.synth import generate_song
+    from stemsplit.separation.engine import Engine
+    from stemsplit.separation.onnx_runner import load_onnx_runner
+    from stemsplit.separation.torch_runner import torch_engine
+
+    mix = generate_song(0, 0, seconds, loaded.config.audio.sample_rate).mixture[: loaded.config.audio.channels]
+    want = torch_engine(loaded).separate(mix).astype(np.float64)       # (S, C, L)
+    got = Engine(load_onnx_runner(path, threads=1)).separate(mix)
+    signal = (want ** 2).sum(axis=(1, 2))
+    error = ((got - want) ** 2).sum(axis=(1, 2))
+    return float(np.min(10 * np.log10(np.maximum(signal, 1e-30) / np.maximum(error, 1e-30))))
+
+
+def quantize_checked(loaded, path: Path) -> tuple[int, float]:
+    """``path`` rewritten with int8 LSTM weights (``onnx_int8.py``), kept only if every stem still
+    agrees with torch at ``INT8_MIN_DB``; (LSTMs changed, the worst stem's agreement in dB)."""
+    from stemsplit.onnx_int8 import quantize_lstms
+
+    count = quantize_lstms(path, path)
+    if count == 0:
+        raise ExportError(f"{path}: --int8: this model has no LSTM; export it without the flag")
+    worst = agreement_with_torch(loaded, path)
+    if worst < INT8_MIN_DB:
+        raise ExportError(f"{path}: with int8 LSTMs a stem agrees with torch at only {worst:.1f} dB "
+                          f"(< {INT8_MIN_DB:.0f}); the file was removed: export this model without --int8")
+    return count, worst
+
+
 def export_model(model: str | None, out: str | Path, fp16_weights: bool = False,
-                 share_weights_with: str | Path | None = None, check: bool = True) -> ExportReport:
-    """Export ``model`` (shipped name, checkpoint path or None for the default) to ``out``."""
+                 share_weights_with: str | Path | None = None, check: bool = True,
+                 int8_lstm: bool = False) -> ExportReport:
+    """Export ``model`` (shipped name, checkpoint path or None for the default) to ``out``; with
+    ``int8_lstm``, then give its LSTMs int8 weights (always checked against torch)."""
     out = Path(out).expanduser()
     if out.suffix.lower() != ".onnx":
         raise ExportError(f"--out {out}: give the file an .onnx suffix")
@@ -75,5 +112,13 @@ def export_model(model: str | None, out: str | Path, fp16_weights: bool = False,
         except BaseException:
             out.unlink(missing_ok=True)
             raise
+    int8_lstms, agreement = 0, None
+    if int8_lstm:
+        try:
+            int8_lstms, agreement = quantize_checked(loaded, out)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        exported.size_bytes = out.stat().st_size
     name = model or loaded.meta.get("name") or "default"
-    return ExportReport(exported, worst, str(name))
+    return ExportReport(exported, worst, str(name), int8_lstms, agreement)
