@@ -36,6 +36,19 @@ class PassThrough:
         raise AssertionError("a spectral runner is never asked for waveforms")
 
 
+class PassThroughMasks(PassThrough):
+    """The same runner giving masks of 1 (``mask_output``): the engine applies them itself."""
+
+    mask_output = True
+
+    def stem_magnitudes(self, mag):
+        raise AssertionError("a mask runner is asked for masks")
+
+    def stem_masks(self, mag):
+        self.calls.append(mag.shape)
+        return np.ones((mag.shape[0], self.n_stems) + mag.shape[1:], np.float32)
+
+
 def _engine(model, cfg, settings=None):
     return Engine(TorchRunner(model, cfg, "cpu"), settings)
 
@@ -59,6 +72,17 @@ def test_pass_through_mask_returns_the_input(signal, segment, overlap):
     assert out.shape == (4, *signal.shape) and out.dtype == np.float32
     for s in range(4):
         assert _rel(out[s], signal) < 1e-4
+
+
+@pytest.mark.parametrize("wiener", [0, 1])
+def test_a_mask_runner_gets_its_masks_applied_to_the_complex_spectrum(signal, wiener):
+    """Masks of 1 from ``stem_masks`` give the input back too, with and without the Wiener filter."""
+    cfg = load_config(CONFIGS / "lstm.yaml")
+    runner = PassThroughMasks(cfg)
+    out = Engine(runner, EngineSettings(segment_seconds=2.0, wiener_iterations=wiener)).separate(signal)
+    assert runner.calls and out.shape == (4, *signal.shape)
+    for s in range(4):  # Wiener: four equal stems share the mixture in quarters
+        assert _rel(out[s] * (4 if wiener else 1), signal) < 1e-3
 
 
 @pytest.mark.parametrize("segment,overlap", [(1.0, 0.5), (2.0, 0.3), (3.0, 0.25)])

@@ -50,8 +50,9 @@ class _Job:
     n: int                        # samples of the (shifted) segment
     offset: int                   # leading zeros of the shift, cut from the output
     spec_tf: np.ndarray | None    # (C, T, F) complex64 mixture spectrum, frame-major (spectral runners)
-    mag: np.ndarray | None        # (C, F, T) float32 |spec|, the network's input, reused for the phase
+    mag: np.ndarray | None        # (C, F, T) float32 |spec|, the network's input
     result: Any                   # a Future of the network's output (B=1, ...)
+    masks: bool = False           # the output is masks (runner.stem_masks), not stem magnitudes
 
 
 class _Done:
@@ -129,8 +130,9 @@ class Engine:
 
     def _start_one(self, wav: np.ndarray, offset: int, network: Executor | None) -> _Job:
         runner = self.runner
-        if not runner.spectral:
-            call, args, spec_tf, mag = runner.stem_waveforms, (wav[None],), None, None
+        spectral = runner.spectral
+        if not spectral:
+            call, args, spec_tf, mag, masks = runner.stem_waveforms, (wav[None],), None, None, False
         else:
             spec_tf = self.stft.frames_forward(wav)                     # (C, T, F) complex64, frame-major
             c, t, f = spec_tf.shape
@@ -139,9 +141,10 @@ class Engine:
             for ch in range(c):
                 np.abs(spec_tf[ch], out=mag_tf)
                 mag[ch] = mag_tf.T
-            call, args = runner.stem_magnitudes, (mag[None],)
+            masks = getattr(runner, "mask_output", False)
+            call, args = (runner.stem_masks if masks else runner.stem_magnitudes), (mag[None],)
         result = network.submit(call, *args) if network is not None else _Done(call(*args))
-        return _Job(wav.shape[-1], offset, spec_tf, mag, result)
+        return _Job(wav.shape[-1], offset, spec_tf, mag, result, spectral and masks)
 
     def _finish(self, jobs: list[_Job]) -> np.ndarray:
         """The jobs of one segment -> (S, C, n) float32, averaged over the shifts."""
@@ -157,7 +160,29 @@ class Engine:
         """(S, C, n) float32 for one job, once its network output is there."""
         if not self.runner.spectral:
             return np.asarray(job.result.result()[0], dtype=np.float32)
-        est_mag = np.asarray(job.result.result()[0], dtype=np.float32)  # (S, C, F, T)
+        est = np.asarray(job.result.result()[0], dtype=np.float32)      # (S, C, F, T)
+        if job.masks:
+            return self._finish_masks(job, est)
+        return self._finish_magnitudes(job, est)
+
+    def _finish_masks(self, job: _Job, masks: np.ndarray) -> np.ndarray:
+        """(S, C, F, T) masks -> (S, C, n): each mask times the mixture's complex spectrum; stems that
+        go through the Wiener filter get their magnitudes (mask x |X|) for it."""
+        if self.wiener_iterations > 0 and len(self.plain_stems) < masks.shape[0]:
+            return self._finish_magnitudes(job, masks * job.mag[None])
+        spec_tf, n = job.spec_tf, job.n
+        out = np.empty((masks.shape[0], spec_tf.shape[0], n), np.float32)
+        t, f = spec_tf.shape[1:]
+        est = self.stft.buffer("estimate", (t, f), np.complex64)
+        for ch in range(spec_tf.shape[0]):
+            for s in range(masks.shape[0]):
+                np.multiply(masks[s, ch].T, spec_tf[ch], out=est)
+                self.stft.frames_inverse(est, n, out=out[s, ch])
+        return out
+
+    def _finish_magnitudes(self, job: _Job, est_mag: np.ndarray) -> np.ndarray:
+        """(S, C, F, T) stem magnitudes -> (S, C, n): the Wiener filter's stems, and the others with
+        the mixture's phase."""
         spec_tf, n = job.spec_tf, job.n
         out = np.empty((est_mag.shape[0], spec_tf.shape[0], n), np.float32)
         wiener_est, wiener_index = None, {}

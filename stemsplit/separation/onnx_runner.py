@@ -31,6 +31,7 @@ class OnnxRunner:
         self.input_kind: str = info["input_kind"]
         self.output_kind: str = info["output_kind"]
         self.spectral = self.input_kind != "waveform"
+        self.mask_output = self.output_kind == "masks"  # the engine applies them (stem_masks)
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
 
@@ -77,6 +78,12 @@ class OnnxRunner:
             out *= np.asarray(mag, dtype=np.float32)[:, None]  # a mask scales the mixture's magnitude
         return out
 
+    def stem_masks(self, mag: np.ndarray) -> np.ndarray:
+        """(B, C, F, T) float32 |STFT| -> (B, S, C, F, T) float32 masks (``mask_output`` files only)."""
+        if not self.mask_output:
+            raise ModelError(f"{self.path.name}: its network gives {self.output_kind}, not masks; call stem_magnitudes")
+        return self._run(mag)
+
     def stem_waveforms(self, wav: np.ndarray) -> np.ndarray:
         """(B, C, L) float32 -> (B, S, C, L) float32."""
         if self.spectral:
@@ -115,14 +122,18 @@ def _check_shared_weights(info: dict, path: Path) -> None:
 
 
 def default_threads() -> int:
-    """The network's CPU threads when none are asked for: every core but one, at least one.
+    """The network's CPU threads when none are asked for: every core this process may run on.
 
-    The engine's own thread (STFT, masking, iSTFT, writing) works beside the network, so it keeps
-    a core. On 2 cores a second network thread only took turns with it: the LSTMs split their batch
-    between the threads and wait for the half whose core the engine's thread had taken. Measured on
-    a shared 2-core machine: 0.7 s more CPU and 1.3 s more wall time on a 3-minute song than one
-    thread (docs/benchmarks.md, speed levers)."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    The engine's own thread (STFT, masking, iSTFT, writing) shares them: ONNX Runtime's idle
+    threads sleep rather than spin, so the engine's work fills the gaps. On 2 cores, with the
+    int8 default model and the engine's mask path, two network threads beat one both on a quiet
+    machine (3-minute song: 2.19 s against 2.41 s, medians of 5) and beside two busy processes
+    (3.68 s against 4.27 s, medians of 3); docs/benchmarks.md, speed levers. Cores outside the
+    process's affinity mask (taskset, a container's cpuset) are not counted."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
+        return max(1, os.cpu_count() or 1)
 
 
 def load_onnx_runner(path: str | Path, threads: int | None = None) -> OnnxRunner:

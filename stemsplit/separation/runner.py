@@ -20,6 +20,11 @@ class NetworkRunner(Protocol):
     ``config`` carries the STFT settings, the audio (sample rate, channels), the stems and the
     model's separation defaults (``config.separate``). ``spectral`` says which of the two
     methods the engine calls: ``stem_magnitudes`` (True) or ``stem_waveforms`` (False).
+
+    A spectral runner whose network gives masks may also set ``mask_output = True`` and give
+    ``stem_masks(mag)`` ((B, C, F, T) -> (B, S, C, F, T) masks): the engine then applies each mask
+    to the mixture's complex spectrum in one multiply, instead of the runner scaling |X| and the
+    engine putting the mixture's phase back (the same stems, for less work on both threads).
     """
 
     config: Config
