@@ -19,7 +19,8 @@ from stemsplit.checkpoint import atomic_torch_save, read_checkpoint
 from stemsplit.config import config_to_dict
 from stemsplit.errors import CheckpointError, StemsplitError
 from stemsplit.onnx_export import example_input
-from stemsplit.pipelines.export import torch_output
+from stemsplit.onnx_int8 import INT8_KEY
+from stemsplit.pipelines.export import INT8_MIN_DB, agreement_with_torch, torch_output
 from stemsplit.resolver import load_torch, resolve
 from stemsplit.separation.onnx_runner import load_onnx_runner
 from stemsplit.separation.runner import NetworkRunner
@@ -44,12 +45,41 @@ def test_shipped_model_on_onnx_runtime_matches_torch(name):
     stored, current = ours.pop("model"), theirs.pop("model")
     assert {k: current[k] for k in stored} == stored and ours == theirs
     assert runner.meta["licence"] == loaded.meta["licence"]
+    if runner.info.get(INT8_KEY):  # int8 LSTM weights: the stems' bar, on a generated song
+        assert agreement_with_torch(loaded, runner.path, seconds=12.0) >= INT8_MIN_DB
+        return
     for i, frames in enumerate((9, 20)):  # two lengths, batch 2, a short input
         x = example_input(loaded, frames=frames, batch=2, seed=i)
         want = torch_output(loaded.model, x)
         got = runner._run(x.numpy())
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_a_mask_file_gives_its_masks_and_the_same_stems_either_way():
+    """stem_masks x |X| is stem_magnitudes, and the engine's one-multiply mask path gives the stems
+    of the magnitude path (within float rounding)."""
+    from stemsplit.separation.engine import Engine
+    from stemsplit.settings import EngineSettings
+
+    runner = load_onnx_runner(onnx_file(None), threads=1)
+    assert runner.mask_output
+    mag = np.abs(np.random.default_rng(0).standard_normal((1, 2, runner.config.n_bins, 30))).astype(np.float32)
+    masks = runner.stem_masks(mag)
+    assert masks.min() >= 0 and masks.max() <= 1
+    np.testing.assert_allclose(masks * mag[:, None], runner.stem_magnitudes(mag), rtol=1e-6, atol=0)
+    mix = np.random.default_rng(1).standard_normal((2, 44100 * 3)).astype(np.float32) * 0.1
+    for wiener in (0, 1):
+        fast = Engine(runner, EngineSettings(wiener_iterations=wiener)).separate(mix)
+        runner.mask_output = False
+        plain = Engine(runner, EngineSettings(wiener_iterations=wiener)).separate(mix)
+        runner.mask_output = True
+        np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-6)
+        assert np.abs(fast).max() > 1e-3
+    waveform = next(r for r in map(lambda n: load_onnx_runner(onnx_file(n), threads=1), SHIPPED) if not r.spectral)
+    assert not waveform.mask_output
+    with pytest.raises(StemsplitError, match="gives waveforms, not masks"):
+        waveform.stem_masks(mag)
 
 
 def test_a_separation_with_the_onnx_runner_imports_no_torch():
@@ -136,12 +166,19 @@ def test_the_waveform_contract_is_kept_apart():
     assert torch.get_num_threads() >= 1  # torch untouched by the runners
 
 
-@pytest.mark.parametrize("cores,threads", [(1, 1), (2, 1), (8, 7), (None, 1)])
-def test_the_network_leaves_a_core_to_the_engine_unless_told(monkeypatch, cores, threads):
-    """Default intra-op threads: every core but the one the engine's STFT, masking and writing run on."""
+@pytest.mark.parametrize("cores,threads", [({0}, 1), ({0, 1}, 2), (set(range(8)), 8), (None, 3)])
+def test_the_network_runs_on_every_core_the_process_may_use_unless_told(monkeypatch, cores, threads):
+    """Default intra-op threads: the cores of the affinity mask (None: no mask on this platform, so
+    the machine's count, here 3), shared with the engine's thread."""
     from stemsplit.separation import onnx_runner
 
-    monkeypatch.setattr(onnx_runner.os, "cpu_count", lambda: cores)
+    def affinity(pid):
+        if cores is None:
+            raise AttributeError("no sched_getaffinity here")
+        return cores
+
+    monkeypatch.setattr(onnx_runner.os, "sched_getaffinity", affinity, raising=False)
+    monkeypatch.setattr(onnx_runner.os, "cpu_count", lambda: 3)
     assert onnx_runner.default_threads() == threads
     path = onnx_file(None)
     assert int(load_onnx_runner(path).session.get_session_options().intra_op_num_threads) == threads
