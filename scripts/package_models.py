@@ -9,7 +9,10 @@ usage:
   scripts/package_models.py recipes                      "name config --set k=v ..." per shipped model
   scripts/package_models.py ensemble NAME --members A B --data DIR [--split valid] [--step 0.05]
                                                          fit per-stem weights, ship the ensemble as NAME
-  scripts/package_models.py onnx [NAME ...]              (re)write the shipped models' ONNX files
+  scripts/package_models.py onnx [NAME ...] [--int8 on|off]
+                                                         (re)write the shipped models' ONNX files
+  scripts/package_models.py set NAME separate.KEY=VALUE ...
+                                                         change a shipped model's inference defaults
   scripts/package_models.py stream-score NAME EVAL_DIR [--ood EVAL_DIR]
                                                          a streaming model's scores as streamed; it
                                                          becomes the streaming default
@@ -18,7 +21,8 @@ usage:
 and the exact `stemsplit train` command), the training data and its licence, and the
 training-time validation (with a binary-mask model's mask accuracy) into the checkpoint's metadata and
 the registry. `--set` may change only inference defaults (the `separate` section, e.g.
-separate.wiener_iterations=1), and is recorded in the metadata too.
+separate.wiener_iterations=1), and is recorded in the metadata too; `set` changes them later, on
+the shipped checkpoint, in the same way.
 
 Every command that writes a checkpoint (`add`, `ensemble`, `score`) then writes the model's
 ONNX file beside it (stemsplit/pretrained/NAME.onnx, named in the registry as "onnx"): the graph
@@ -116,6 +120,28 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
     write_onnx([name])
 
 
+def set_defaults(name: str, overrides: list[str]) -> None:
+    """Change a shipped model's inference defaults (its checkpoint's separate section) in place: the
+    weights stay as they are, the overrides are recorded beside those given at `add`, and its ONNX
+    file (whose metadata carries the config) is written again."""
+    if not overrides or any(not o.startswith("separate.") for o in overrides):
+        raise SystemExit("set: give one or more separate.KEY=VALUE (inference defaults only)")
+    reg = load_registry()
+    entry = reg["models"][name]
+    path = PRETRAINED / entry["file"]
+    ckpt = read_checkpoint(path)
+    ckpt["config"] = config_to_dict(config_from_dict(apply_overrides(ckpt["config"], overrides)))
+    meta = ckpt.setdefault("meta", {})
+    keys = {o.split("=", 1)[0] for o in overrides}
+    meta["inference_overrides"] = [o for o in meta.get("inference_overrides", []) if o.split("=", 1)[0] not in keys] \
+        + overrides
+    atomic_torch_save(ckpt, path)
+    entry["wiener_iterations"] = config_from_dict(ckpt["config"]).separate.wiener_iterations
+    save_registry(reg)
+    print(f"{name}: {', '.join(overrides)} written to {path}")
+    write_onnx([name])
+
+
 def _trained_on(meta: dict) -> str:
     """One line for --list-models: the data and the steps (a fine-tune's starting run first)."""
     names = [str(d.get("source", "")).partition(":")[2] for d in meta.get("datasets", [])[1:]]
@@ -131,7 +157,7 @@ def write_onnx(names: list[str] | None = None) -> None:
     checkpoint, inline float32 otherwise; checked against torch, then named in the registry."""
     from stemsplit.checkpoint import load_checkpoint
     from stemsplit.onnx_export import export_onnx
-    from stemsplit.pipelines.export import TOLERANCE, check_against_torch
+    from stemsplit.pipelines.export import TOLERANCE, check_against_torch, quantize_checked
 
     reg = load_registry()
     for name in names or list(reg["models"]):
@@ -140,14 +166,19 @@ def write_onnx(names: list[str] | None = None) -> None:
         loaded = load_checkpoint(ckpt_path)
         shared = ckpt_path if entry.get("weights_dtype") == "float16" else None
         out = PRETRAINED / f"{name}.onnx"
-        exported = export_onnx(loaded, out, share_weights_with=shared)
+        export_onnx(loaded, out, share_weights_with=shared)
         worst = check_against_torch(loaded, out)
         if worst > TOLERANCE:
             out.unlink()
             raise SystemExit(f"{name}: ONNX Runtime and torch differ by {worst:.2g}; no ONNX file written")
+        int8 = ""
+        if entry.get("onnx_int8_lstm"):  # the LSTMs' weights as int8 (stemsplit/onnx_int8.py)
+            count, agreement = quantize_checked(loaded, out)
+            entry["onnx_agreement_db"] = round(agreement, 1)
+            int8 = f", {count} LSTMs int8 (stems within {agreement:.1f} dB of torch)"
         entry["onnx"] = out.name
-        print(f"wrote {out} ({exported.size_bytes / 1e6:.2f} MB, weights {'in ' + shared.name if shared else 'inline'}"
-              f", max |ONNX - torch| {worst:.1e})")
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, weights {'in ' + shared.name if shared else 'inline'}"
+              f", max |ONNX - torch| {worst:.1e}{int8})")
     save_registry(reg)
 
 
@@ -325,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="a prepared dataset that recipes name in extra_data")
     p_onnx = sub.add_parser("onnx")
     p_onnx.add_argument("names", nargs="*", help="shipped models (default: all)")
+    p_onnx.add_argument("--int8", choices=("on", "off"),
+                        help="from now on, give these models' LSTMs int8 weights (on) or not (off)")
+    p_set = sub.add_parser("set")
+    p_set.add_argument("name")
+    p_set.add_argument("overrides", nargs="+", metavar="separate.KEY=VALUE")
     p_stream = sub.add_parser("stream-score")
     p_stream.add_argument("name")
     p_stream.add_argument("eval_dir", type=Path)
@@ -345,7 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "recipes":
         recipes(args.ensembles, args.runs, args.extra)
     elif args.cmd == "onnx":
+        if args.int8:
+            reg = load_registry()
+            for name in args.names or list(reg["models"]):
+                reg["models"][name]["onnx_int8_lstm"] = args.int8 == "on"
+                if args.int8 == "off":
+                    reg["models"][name].pop("onnx_agreement_db", None)
+            save_registry(reg)
         write_onnx(args.names or None)
+    elif args.cmd == "set":
+        set_defaults(args.name, args.overrides)
     elif args.cmd == "stream-score":
         stream_score(args.name, args.eval_dir, args.ood)
     elif args.cmd == "ensemble":

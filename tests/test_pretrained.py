@@ -112,7 +112,13 @@ def test_every_shipped_model_has_its_onnx_file_sharing_the_checkpoint_weights(na
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer)
+    # int8 LSTM weights (the registry's onnx_int8_lstm) are the only inline weights: W and R, their
+    # scales and zero points, one set per LSTM, 0.6 MB for the default model
+    inline_weights = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    int8_lstms = sum(n.op_type == "DynamicQuantizeLSTM" for n in graph.node)
+    assert int8_lstms == runner.info.get("int8_lstms", 0) and (int8_lstms > 0) == bool(entry.get("onnx_int8_lstm"))
+    assert len(inline_weights) == 6 * int8_lstms and all("_int8" in t.name for t in inline_weights)
+    assert not any(n.op_type == "LSTM" for n in graph.node) or not int8_lstms
     inline = sum(len(a.t.raw_data) for n in graph.node if n.op_type == "Constant" for a in n.attribute)
     assert inline < 64_000 and path.stat().st_size < 1e6
     assert runner.info["weights_dtype"] == entry["weights_dtype"] == "float16"
