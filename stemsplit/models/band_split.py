@@ -171,13 +171,16 @@ class BandSplitSeparator(SeparationModel):
             z, block_state = block(z, None if state is None else state[i])
             after.append(block_state)
         z = self.final_norm(z)
-        masks = [head(z[:, i]).reshape(b, self.n_stems, c, -1, t)         # K x (B, S, C, w, T)
+        # the sigmoid per band, before the join: the join is then the graph's last node, which an
+        # ONNX runtime writes straight into the caller's output (no second full-size tensor), and
+        # the bins above max_bin repeat a value already squashed
+        masks = [torch.sigmoid(head(z[:, i])).reshape(b, self.n_stems, c, -1, t)  # K x (B, S, C, w, T)
                  for i, head in enumerate(self.heads)]
         if self.above:  # the top band's last value, repeated over the bins above max_bin
             top = masks[-1]
             masks[-1] = top[:, :, :, :-1]
             masks.append(top[:, :, :, -1:].expand(b, self.n_stems, c, self.above, t))
-        return torch.sigmoid(torch.cat(masks, dim=3)), after              # (B, S, C, F, T)
+        return torch.cat(masks, dim=3), after                             # (B, S, C, F, T)
 
     # --- streaming (causal: true) --------------------------------------------------------
 
