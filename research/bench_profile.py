@@ -26,7 +26,8 @@ sys.path.append(str(ROOT))  # after PYTHONPATH: another checkout can be profiled
 # stage -> the functions (file, name) whose cumulative CPU time it is; nested stages are taken out
 # of the stage around them (the network runs inside _start_one here, the iSTFT inside _finish_one)
 CUMULATIVE = {
-    "network": [("onnx_runner.py", "stem_magnitudes"), ("onnx_runner.py", "stem_waveforms")],
+    "network": [("onnx_runner.py", "stem_magnitudes"), ("onnx_runner.py", "stem_masks"),
+                ("onnx_runner.py", "stem_waveforms")],
     "analysis": [("engine.py", "_start_one")],
     "synthesis": [("stft_numpy.py", "frames_inverse")],
     "finish": [("engine.py", "_finish_one")],

@@ -29,6 +29,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from stemsplit.audio.stft_numpy import NumpySTFT
 from stemsplit.separation import linear_fade, triangle
 from stemsplit.separation.margin import StartedInput, cancel, crossfade_window, segments
 from stemsplit.separation.runner import NetworkRunner
+from stemsplit.separation.spares import Spares
 from stemsplit.separation.wiener import settings_of as wiener_settings
 from stemsplit.separation.wiener import wiener
 from stemsplit.settings import EngineSettings
@@ -53,6 +55,7 @@ class _Job:
     mag: np.ndarray | None        # (C, F, T) float32 |spec|, the network's input
     result: Any                   # a Future of the network's output (B=1, ...)
     masks: bool = False           # the output is masks (runner.stem_masks), not stem magnitudes
+    output: np.ndarray | None = None  # the array the masks are written into (from the spares)
 
 
 class _Done:
@@ -96,6 +99,7 @@ class Engine:
         self.shifts = _either(flags.shifts, own.shifts)
         self.crossfade = own.crossfade
         self._network: ThreadPoolExecutor | None = None
+        self._spares = Spares(keep=2 * max(1, self.shifts))  # a segment's jobs in the network, and the next's
         if self.crossfade == "triangle":  # exact sample counts, as the publisher computes them
             self.segment = max(4, int(np.floor(seconds * self.sample_rate + 1e-6)))
             self.overlap = self.segment - max(1, int((1 - overlap) * self.segment))
@@ -134,17 +138,21 @@ class Engine:
         if not spectral:
             call, args, spec_tf, mag, masks = runner.stem_waveforms, (wav[None],), None, None, False
         else:
-            spec_tf = self.stft.frames_forward(wav)                     # (C, T, F) complex64, frame-major
-            c, t, f = spec_tf.shape
-            mag = np.empty((c, f, t), np.float32)                       # (C, F, T): the network's layout
+            c, t, f = wav.shape[0], self.stft.num_frames(wav.shape[-1]), self.stft.n_bins
+            spec_tf = self.stft.frames_forward(wav, out=self._spares.take("spectrum", (c, t, f), np.complex64))
+            mag = self._spares.take("magnitude", (c, f, t), np.float32)  # (C, F, T): the network's layout
             mag_tf = self.stft.buffer("bins", (t, f), np.float32)
             for ch in range(c):
                 np.abs(spec_tf[ch], out=mag_tf)
                 mag[ch] = mag_tf.T
             masks = getattr(runner, "mask_output", False)
-            call, args = (runner.stem_masks if masks else runner.stem_magnitudes), (mag[None],)
+            if masks:
+                output = self._spares.take("masks", (1, len(self.stems), c, f, t), np.float32)
+                call, args = partial(runner.stem_masks, out=output), (mag[None],)
+            else:
+                call, args = runner.stem_magnitudes, (mag[None],)
         result = network.submit(call, *args) if network is not None else _Done(call(*args))
-        return _Job(wav.shape[-1], offset, spec_tf, mag, result, spectral and masks)
+        return _Job(wav.shape[-1], offset, spec_tf, mag, result, spectral and masks, output if masks else None)
 
     def _finish(self, jobs: list[_Job]) -> np.ndarray:
         """The jobs of one segment -> (S, C, n) float32, averaged over the shifts."""
@@ -152,6 +160,10 @@ class Engine:
         for job in jobs:
             y = self._finish_one(job)[..., job.offset:]
             out = y if out is None else out + y
+            # the network is done with them and the stems are computed: their pages serve the next segment
+            self._spares.give("spectrum", job.spec_tf)
+            self._spares.give("magnitude", job.mag)
+            self._spares.give("masks", job.output)
         if len(jobs) > 1:
             out /= np.float32(len(jobs))
         return out

@@ -43,12 +43,17 @@ class OnnxRunner:
     def context_frames(self) -> int | None:
         return self.info.get("context_frames")
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(B, ...) -> (B, S, ...): every output kind adds the stem axis after the batch. The output is
-        bound to an array of ours, so the runtime writes it there: no copy out of its arena, and
-        no 28 MB arena block per 10-s segment of the default model."""
+        bound to an array of ours (``out`` when given), so the runtime writes it there: no copy out of
+        its arena, and no 28 MB arena block per 10-s segment of the default model."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.empty((x.shape[0], len(self.config.stems)) + x.shape[1:], np.float32)
+        shape = (x.shape[0], len(self.config.stems)) + x.shape[1:]
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ModelError(f"{self.path.name}: out must be a C-contiguous float32 array of shape {shape}, "
+                             f"got {out.dtype} {out.shape}")
         binding = self.session.io_binding()
         binding.bind_cpu_input(self._input, x)
         binding.bind_output(self._output, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
@@ -78,11 +83,12 @@ class OnnxRunner:
             out *= np.asarray(mag, dtype=np.float32)[:, None]  # a mask scales the mixture's magnitude
         return out
 
-    def stem_masks(self, mag: np.ndarray) -> np.ndarray:
-        """(B, C, F, T) float32 |STFT| -> (B, S, C, F, T) float32 masks (``mask_output`` files only)."""
+    def stem_masks(self, mag: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(B, C, F, T) float32 |STFT| -> (B, S, C, F, T) float32 masks (``mask_output`` files only),
+        written into ``out`` when given."""
         if not self.mask_output:
             raise ModelError(f"{self.path.name}: its network gives {self.output_kind}, not masks; call stem_magnitudes")
-        return self._run(mag)
+        return self._run(mag, out)
 
     def stem_waveforms(self, wav: np.ndarray) -> np.ndarray:
         """(B, C, L) float32 -> (B, S, C, L) float32."""

@@ -22,7 +22,8 @@ class NetworkRunner(Protocol):
     methods the engine calls: ``stem_magnitudes`` (True) or ``stem_waveforms`` (False).
 
     A spectral runner whose network gives masks may also set ``mask_output = True`` and give
-    ``stem_masks(mag)`` ((B, C, F, T) -> (B, S, C, F, T) masks): the engine then applies each mask
+    ``stem_masks(mag, out=None)`` ((B, C, F, T) -> (B, S, C, F, T) masks, written into ``out``, an
+    array the engine reuses from segment to segment, when given): the engine then applies each mask
     to the mixture's complex spectrum in one multiply, instead of the runner scaling |X| and the
     engine putting the mixture's phase back (the same stems, for less work on both threads).
     """
