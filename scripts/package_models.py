@@ -114,6 +114,8 @@ def add(name: str, run_dir: Path, fp32: bool, overrides: list[str]) -> None:
                      latency_ms=round(1e3 * samples / cfg.audio.sample_rate, 1))
     if "mask_accuracy" in train_scores:  # binary-mask models: share of bins whose binary mask is right, in %
         entry["mask_accuracy"] = {k: round(100 * float(v), 1) for k, v in train_scores["mask_accuracy"].items()}
+    if reg.get("models", {}).get(name, {}).get("onnx_int8_lstm"):  # a model added again keeps its int8 file
+        entry["onnx_int8_lstm"] = True
     reg.setdefault("models", {})[name] = entry
     save_registry(reg)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {meta['weights_dtype']}) and its registry entry")

@@ -102,3 +102,34 @@ def test_stream_score_records_the_streamed_scores_and_the_streaming_default(monk
     reg["models"]["live"]["streaming"] = False
     with pytest.raises(SystemExit, match="not a streaming model"):
         package_models.stream_score("live", evals)
+
+
+def test_set_changes_a_shipped_models_inference_defaults_and_add_keeps_its_int8_file(monkeypatch, tmp_path):
+    import torch
+    from conftest import write_tiny_checkpoint
+
+    from stemsplit.checkpoint import load_checkpoint
+
+    reg = _in_a_temporary_package(monkeypatch, tmp_path)
+    written = []
+    monkeypatch.setattr(package_models, "write_onnx", lambda names=None: written.append(names))
+    run = tmp_path / "run"
+    run.mkdir()
+    write_tiny_checkpoint(run / "best.ckpt", "lstm")
+    package_models.add("m", run, fp32=False, overrides=["separate.overlap=0.1"])
+    before = torch.load(tmp_path / "m.ckpt", weights_only=True)["state_dict"]
+
+    package_models.set_defaults("m", ["separate.overlap=0.02", "separate.wiener_iterations=1"])
+    loaded = load_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.config.separate.overlap == 0.02 and loaded.config.separate.wiener_iterations == 1
+    # the later value replaces the one given at add; the weights are untouched; the ONNX file follows
+    assert loaded.meta["inference_overrides"] == ["separate.overlap=0.02", "separate.wiener_iterations=1"]
+    after = torch.load(tmp_path / "m.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert reg["models"]["m"]["wiener_iterations"] == 1 and written[-1] == ["m"]
+    with pytest.raises(SystemExit, match="inference defaults only"):
+        package_models.set_defaults("m", ["model.hidden_size=8"])
+
+    reg["models"]["m"]["onnx_int8_lstm"] = True  # `onnx m --int8 on`
+    package_models.add("m", run, fp32=False, overrides=[])
+    assert reg["models"]["m"]["onnx_int8_lstm"] is True
