@@ -32,7 +32,8 @@ def test_keeping_every_unit_gives_the_same_network_and_fewer_units_the_chosen_we
     keep = prune.kept_units({k: v.float() for k, v in big.items()}, "blocks.0.time", "", 8, 5, 0)
     assert len(keep) == 5 and torch.all(keep[1:] > keep[:-1])
     rows = torch.cat([g * 8 + keep for g in range(4)])
-    torch.testing.assert_close(sd["blocks.0.time.rnn.weight_hh_l0"], big["blocks.0.time.rnn.weight_hh_l0"][rows][:, keep])
+    hh = "blocks.0.time.rnn.weight_hh_l0"
+    torch.testing.assert_close(sd[hh], big[hh][rows][:, keep])
     torch.testing.assert_close(sd["blocks.0.time.proj.weight"][:, :5], big["blocks.0.time.proj.weight"][:, keep])
     with torch.inference_mode():
         assert small.model.eval()(x).shape == a(x).shape
