@@ -54,8 +54,7 @@ class _Job:
     spec_tf: np.ndarray | None    # (C, T, F) complex64 mixture spectrum, frame-major (spectral runners)
     mag: np.ndarray | None        # (C, F, T) float32 |spec|, the network's input
     result: Any                   # a Future of the network's output (B=1, ...)
-    masks: bool = False           # the output is masks (runner.stem_masks), not stem magnitudes
-    output: np.ndarray | None = None  # the array the masks are written into (from the spares)
+    masks: np.ndarray | None = None  # where runner.stem_masks writes (from the spares); None: stem magnitudes
 
 
 class _Done:
@@ -134,9 +133,9 @@ class Engine:
 
     def _start_one(self, wav: np.ndarray, offset: int, network: Executor | None) -> _Job:
         runner = self.runner
-        spectral = runner.spectral
-        if not spectral:
-            call, args, spec_tf, mag, masks = runner.stem_waveforms, (wav[None],), None, None, False
+        masks = None
+        if not runner.spectral:
+            call, args, spec_tf, mag = runner.stem_waveforms, (wav[None],), None, None
         else:
             c, t, f = wav.shape[0], self.stft.num_frames(wav.shape[-1]), self.stft.n_bins
             spec_tf = self.stft.frames_forward(wav, out=self._spares.take("spectrum", (c, t, f), np.complex64))
@@ -145,14 +144,13 @@ class Engine:
             for ch in range(c):
                 np.abs(spec_tf[ch], out=mag_tf)
                 mag[ch] = mag_tf.T
-            masks = getattr(runner, "mask_output", False)
-            if masks:
-                output = self._spares.take("masks", (1, len(self.stems), c, f, t), np.float32)
-                call, args = partial(runner.stem_masks, out=output), (mag[None],)
+            if getattr(runner, "mask_output", False):
+                masks = self._spares.take("masks", (1, len(self.stems), c, f, t), np.float32)
+                call, args = partial(runner.stem_masks, out=masks), (mag[None],)
             else:
                 call, args = runner.stem_magnitudes, (mag[None],)
         result = network.submit(call, *args) if network is not None else _Done(call(*args))
-        return _Job(wav.shape[-1], offset, spec_tf, mag, result, spectral and masks, output if masks else None)
+        return _Job(wav.shape[-1], offset, spec_tf, mag, result, masks)
 
     def _finish(self, jobs: list[_Job]) -> np.ndarray:
         """The jobs of one segment -> (S, C, n) float32, averaged over the shifts."""
@@ -163,7 +161,7 @@ class Engine:
             # the network is done with them and the stems are computed: their pages serve the next segment
             self._spares.give("spectrum", job.spec_tf)
             self._spares.give("magnitude", job.mag)
-            self._spares.give("masks", job.output)
+            self._spares.give("masks", job.masks)
         if len(jobs) > 1:
             out /= np.float32(len(jobs))
         return out
@@ -173,7 +171,7 @@ class Engine:
         if not self.runner.spectral:
             return np.asarray(job.result.result()[0], dtype=np.float32)
         est = np.asarray(job.result.result()[0], dtype=np.float32)      # (S, C, F, T)
-        if job.masks:
+        if job.masks is not None:
             return self._finish_masks(job, est)
         return self._finish_magnitudes(job, est)
 
